@@ -1,0 +1,73 @@
+/*
+ * service.h - the one way a service binary starts, runs and stops.
+ *
+ * A service's main() hands a struct cm_service_desc to cm_service_main(),
+ * which:
+ *   1. builds the config table (the common settings below + the service's
+ *      own), handles --help (lists settings with defaults, never secret
+ *      values) and --version, loads and validates everything and stops with
+ *      one message listing every problem;
+ *   2. starts logging, metrics, PostgreSQL and Redis settings, refuses a
+ *      database role that is a superuser or has BYPASSRLS, applies the
+ *      service's migrations (MIGRATIONS_DIR) under an advisory lock;
+ *   3. calls desc->start, serves the routes plus /health, /health/ready and
+ *      /metrics with the auth and tenant hooks installed;
+ *   4. on SIGTERM or SIGINT drains in-flight requests, calls desc->stop and
+ *      returns 0.
+ * `<svc> --healthcheck` probes http://127.0.0.1:<port>/health/ready and
+ * exits 0 or 1 (container health checks need no curl); `<svc> --migrate`
+ * applies migrations and exits.
+ *
+ * Common settings (every service): POSTGRES_HOST, POSTGRES_PORT,
+ * POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD or DATABASE_URL; REDIS_HOST,
+ * REDIS_PORT, REDIS_PASSWORD, REDIS_DB or REDIS_URL; JWT_SECRET_KEY,
+ * JWT_ALGORITHM, JWT_PUBLIC_KEY_FILE, JWT_ISSUER, JWT_AUDIENCE,
+ * SERVICE_SECRET, LOG_LEVEL, DOMAIN, BIND_ADDR, HTTP_THREADS, HTTP_MAX_BODY,
+ * HTTP_MAX_HEADER, HTTP_READ_TIMEOUT_MS, HTTP_WRITE_TIMEOUT_MS,
+ * HTTP_DRAIN_TIMEOUT_MS, CORS_ORIGINS, TENANT_CACHE_TTL_MS, MIGRATIONS_DIR,
+ * and the service's own <NAME>_PORT.
+ */
+#ifndef COMMON_SERVICE_H
+#define COMMON_SERVICE_H
+
+#include <stdbool.h>
+
+#include "common/auth.h"
+#include "common/config.h"
+#include "common/err.h"
+#include "common/http.h"
+
+struct cm_service;
+
+/* A readiness check: 0 when the dependency answers, else CM_E* + errbuf. */
+typedef int (*cm_ready_fn)(void *arg, char errbuf[CM_ERRBUF_LEN]);
+
+struct cm_service_desc {
+	const char *name;		/* "crm"; also the service-token aud */
+	const char *port_env;		/* "CRM_PORT" */
+	int default_port;		/* 8003 */
+	const char *schema;		/* the service's PostgreSQL schema */
+	const struct cm_config_item *config; /* extra settings, or NULL */
+	const struct cm_route *routes;	/* the service's own routes */
+	/* start - after config, db and redis are ready; *arg goes to every
+	   handler. 0 or CM_E* (start-up fails). May be NULL. */
+	int (*start)(struct cm_service *svc, void **arg);
+	/* stop - after the server drained. May be NULL. */
+	void (*stop)(struct cm_service *svc, void *arg);
+};
+
+/* cm_service_main - run the service; the process exit status. */
+int cm_service_main(const struct cm_service_desc *desc, int argc,
+		    char **argv);
+/* cm_service_config - the loaded configuration. */
+const struct cm_config *cm_service_config(const struct cm_service *svc);
+/* cm_service_auth - the user-token verifier. */
+const struct cm_auth *cm_service_auth(const struct cm_service *svc);
+/* cm_service_name - desc->name. */
+const char *cm_service_name(const struct cm_service *svc);
+/* cm_service_add_check - one more /health/ready dependency (before start
+   returns); name appears in the 503 body and metrics. */
+void cm_service_add_check(struct cm_service *svc, const char *name,
+			  cm_ready_fn fn, void *arg);
+
+#endif
