@@ -31,7 +31,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	  -Wno-format-nonliteral -fno-strict-aliasing -pthread $(SANFLAGS)
-CPPFLAGS += -Ilib/common/include $(PKG_CFLAGS) -D_GNU_SOURCE \
+CPPFLAGS += -Ilib/common/include -Itests/support $(PKG_CFLAGS) -D_GNU_SOURCE \
 	    -DCM_VERSION='"$(VERSION)"' -MMD -MP
 LDFLAGS += -pthread $(SANFLAGS)
 LDLIBS := $(PKG_LIBS) -lm

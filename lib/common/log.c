@@ -80,8 +80,8 @@ log_time(char out[32])
 void
 cm_log_write(enum cm_log_level level, const char *fmt, ...)
 {
-	struct cm_buf line = CM_BUF_INIT(16384);
-	struct cm_buf msg = CM_BUF_INIT(8192);
+	struct cm_buf line = CM_BUF_INIT(65536);
+	char msg[8192];
 	char ts[32];
 	va_list ap;
 	ssize_t n;
@@ -89,14 +89,14 @@ cm_log_write(enum cm_log_level level, const char *fmt, ...)
 	if (level < cm_log_threshold || level >= CM_LOG_OFF)
 		return;
 	va_start(ap, fmt);
-	cm_buf_vprintf(&msg, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap); /* long messages are cut */
 	va_end(ap);
 	log_time(ts);
 	cm_buf_printf(&line, "{\"time\":\"%s\",\"level\":\"%s\",\"service\":",
 		      ts, level_names[level]);
 	cm_buf_json_str(&line, log_service);
 	cm_buf_puts(&line, ",\"message\":");
-	cm_buf_json_str(&line, cm_buf_str(&msg));
+	cm_buf_json_str(&line, msg);
 	if (log_request_id[0]) {
 		cm_buf_puts(&line, ",\"request_id\":");
 		cm_buf_json_str(&line, log_request_id);
@@ -111,5 +111,4 @@ cm_log_write(enum cm_log_level level, const char *fmt, ...)
 		(void)n;
 	}
 	cm_buf_release(&line);
-	cm_buf_release(&msg);
 }

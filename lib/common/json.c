@@ -1,0 +1,365 @@
+/* json.c - bounded parsing and typed field reads over cJSON. */
+#include "common/json.h"
+#include "common/err.h"
+#include "common/mem.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/banned.h"
+
+/* Largest magnitude a double holds exactly with every integer below it. */
+#define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1 */
+
+static void __attribute__((format(printf, 2, 3)))
+set_err(char *errbuf, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errbuf)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, CM_ERRBUF_LEN, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+/* 1-based line and byte column of pos in text. */
+static void
+line_col(const char *text, const char *pos, size_t *line, size_t *col)
+{
+	const char *p, *bol = text;
+
+	*line = 1;
+	for (p = text; p < pos; p++) {
+		if (*p == '\n') {
+			(*line)++;
+			bol = p + 1;
+		}
+	}
+	*col = (size_t)(pos - bol) + 1;
+}
+
+static void
+err_at(const char *text, size_t len, const char *pos, const char *what,
+       char *errbuf)
+{
+	size_t line, col;
+
+	if (!pos || pos < text || pos > text + len)
+		pos = text + len;
+	line_col(text, pos, &line, &col);
+	set_err(errbuf, "%s at line %zu, column %zu", what, line, col);
+}
+
+/* Where the text first nests deeper than CM_JSON_MAX_DEPTH, or NULL. A
+   lexical scan: strings are skipped so brackets inside them do not count. */
+static const char *
+too_deep(const char *s, size_t len)
+{
+	bool in_str = false, esc = false;
+	int depth = 0;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (s[i] == '\\')
+				esc = true;
+			else if (s[i] == '"')
+				in_str = false;
+		} else if (s[i] == '"') {
+			in_str = true;
+		} else if (s[i] == '[' || s[i] == '{') {
+			if (++depth > CM_JSON_MAX_DEPTH)
+				return s + i;
+		} else if ((s[i] == ']' || s[i] == '}') && depth > 0) {
+			depth--;
+		}
+	}
+	return NULL;
+}
+
+cJSON *
+cm_json_parse(const char *data, size_t len, char errbuf[CM_ERRBUF_LEN])
+{
+	const char *end = NULL, *nul;
+	cJSON *json = NULL;
+	char *copy = NULL;
+	char what[64];
+
+	if (len > CM_JSON_MAX_INPUT) {
+		set_err(errbuf,
+			"JSON document too large (%zu bytes, limit %zu)", len,
+			(size_t)CM_JSON_MAX_INPUT);
+		goto out;
+	}
+	nul = len ? memchr(data, '\0', len) : NULL;
+	if (nul) {
+		err_at(data, len, nul, "invalid JSON (NUL byte)", errbuf);
+		goto out;
+	}
+	/* cJSON wants a NUL-terminated string; data may not be one */
+	copy = cm_xstrndup(len ? data : "", len);
+	end = too_deep(copy, len);
+	if (end) {
+		snprintf(what, sizeof(what),
+			 "JSON nested deeper than %d levels",
+			 CM_JSON_MAX_DEPTH);
+		err_at(copy, len, end, what, errbuf);
+		goto out;
+	}
+	json = cJSON_ParseWithLengthOpts(copy, len + 1, &end, 1);
+	if (!json)
+		err_at(copy, len, end, "invalid JSON", errbuf);
+out:
+	free(copy);
+	return json;
+}
+
+char *
+cm_json_print(const cJSON *json)
+{
+	char *s;
+
+	if (!json)
+		return cm_xstrdup("null");
+	s = cJSON_PrintUnformatted(json);
+	if (!s) {
+		fprintf(stderr, "out of memory printing JSON\n");
+		abort();
+	}
+	return s;
+}
+
+/* ---- field getters ------------------------------------------------------ */
+
+/* The field, or NULL with the status to return: CM_ENOENT for a missing
+   optional field, CM_EINVAL (and a message) for a missing required one or
+   a parent that is not an object. JSON null counts as missing. */
+static const cJSON *
+field(const cJSON *obj, const char *path, const char *name, bool required,
+      int *rc, char *errbuf)
+{
+	const cJSON *f;
+
+	if (!cJSON_IsObject(obj)) {
+		if (path)
+			set_err(errbuf, "field '%s' must be an object", path);
+		else
+			set_err(errbuf, "the JSON document must be an object");
+		*rc = CM_EINVAL;
+		return NULL;
+	}
+	f = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (f && !cJSON_IsNull(f))
+		return f;
+	*rc = CM_ENOENT;
+	if (required) {
+		set_err(errbuf, "field '%s%s%s' is required", path ? path : "",
+			path ? "." : "", name);
+		*rc = CM_EINVAL;
+	}
+	return NULL;
+}
+
+/* "field 'path.name' <what>" into errbuf; CM_EINVAL. */
+static int __attribute__((format(printf, 4, 5)))
+bad(char *errbuf, const char *path, const char *name, const char *fmt, ...)
+{
+	char what[CM_ERRBUF_LEN];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	set_err(errbuf, "field '%s%s%s' %s", path ? path : "", path ? "." : "",
+		name, what);
+	return CM_EINVAL;
+}
+
+int
+cm_json_get_str(const cJSON *obj, const char *path, const char *name,
+		bool required, size_t max_len, const char **out,
+		char errbuf[CM_ERRBUF_LEN])
+{
+	const cJSON *f;
+	int rc = 0;
+
+	f = field(obj, path, name, required, &rc, errbuf);
+	if (!f)
+		return rc;
+	if (!cJSON_IsString(f) || !f->valuestring)
+		return bad(errbuf, path, name, "must be a string");
+	if (max_len && strlen(f->valuestring) > max_len)
+		return bad(errbuf, path, name,
+			   "must be a string of at most %zu bytes", max_len);
+	if (out)
+		*out = f->valuestring;
+	return 0;
+}
+
+/* Whether v is an integer a double represents exactly. */
+static bool
+is_safe_integer(double v)
+{
+	return isfinite(v) && floor(v) == v && fabs(v) <= JSON_MAX_SAFE_INT;
+}
+
+int
+cm_json_get_i64(const cJSON *obj, const char *path, const char *name,
+		bool required, int64_t min, int64_t max, int64_t *out,
+		char errbuf[CM_ERRBUF_LEN])
+{
+	const cJSON *f;
+	double v;
+	int rc = 0;
+
+	f = field(obj, path, name, required, &rc, errbuf);
+	if (!f)
+		return rc;
+	v = cJSON_IsNumber(f) ? f->valuedouble : NAN;
+	/* |v| <= 2^53 - 1 here, so the conversion is exact */
+	if (!is_safe_integer(v) || (int64_t)v < min || (int64_t)v > max)
+		return bad(errbuf, path, name,
+			   "must be an integer between %" PRId64
+			   " and %" PRId64,
+			   min, max);
+	if (out)
+		*out = (int64_t)v;
+	return 0;
+}
+
+int
+cm_json_get_double(const cJSON *obj, const char *path, const char *name,
+		   bool required, double min, double max, double *out,
+		   char errbuf[CM_ERRBUF_LEN])
+{
+	const cJSON *f;
+	int rc = 0;
+
+	f = field(obj, path, name, required, &rc, errbuf);
+	if (!f)
+		return rc;
+	if (!cJSON_IsNumber(f) || !isfinite(f->valuedouble) ||
+	    f->valuedouble < min || f->valuedouble > max)
+		return bad(errbuf, path, name,
+			   "must be a number between %g and %g", min, max);
+	if (out)
+		*out = f->valuedouble;
+	return 0;
+}
+
+int
+cm_json_get_bool(const cJSON *obj, const char *path, const char *name,
+		 bool required, bool *out, char errbuf[CM_ERRBUF_LEN])
+{
+	const cJSON *f;
+	int rc = 0;
+
+	f = field(obj, path, name, required, &rc, errbuf);
+	if (!f)
+		return rc;
+	if (!cJSON_IsBool(f))
+		return bad(errbuf, path, name, "must be true or false");
+	if (out)
+		*out = cJSON_IsTrue(f);
+	return 0;
+}
+
+/* "a, b, c" into out (truncated to fit). */
+static void
+join_values(const char *const *values, char *out, size_t n)
+{
+	size_t used = 0;
+	int i;
+
+	out[0] = '\0';
+	for (i = 0; values[i] && used < n; i++)
+		used += (size_t)snprintf(out + used, n - used, "%s%s",
+					 i ? ", " : "", values[i]);
+}
+
+int
+cm_json_get_enum(const cJSON *obj, const char *path, const char *name,
+		 bool required, const char *const *values, int *out,
+		 char errbuf[CM_ERRBUF_LEN])
+{
+	char list[CM_ERRBUF_LEN];
+	const cJSON *f;
+	int i, rc = 0;
+
+	f = field(obj, path, name, required, &rc, errbuf);
+	if (!f)
+		return rc;
+	for (i = 0; cJSON_IsString(f) && f->valuestring && values[i]; i++) {
+		if (!strcmp(f->valuestring, values[i])) {
+			if (out)
+				*out = i;
+			return 0;
+		}
+	}
+	join_values(values, list, sizeof(list));
+	return bad(errbuf, path, name, "must be one of: %s", list);
+}
+
+int
+cm_json_get_uuid(const cJSON *obj, const char *path, const char *name,
+		 bool required, const char **out, char errbuf[CM_ERRBUF_LEN])
+{
+	const cJSON *f;
+	int rc = 0;
+
+	f = field(obj, path, name, required, &rc, errbuf);
+	if (!f)
+		return rc;
+	if (!cJSON_IsString(f) || !cm_is_uuid(f->valuestring))
+		return bad(errbuf, path, name, "must be a UUID");
+	if (out)
+		*out = f->valuestring;
+	return 0;
+}
+
+int
+cm_json_get_object(const cJSON *obj, const char *path, const char *name,
+		   bool required, const cJSON **out, char errbuf[CM_ERRBUF_LEN])
+{
+	const cJSON *f;
+	int rc = 0;
+
+	f = field(obj, path, name, required, &rc, errbuf);
+	if (!f)
+		return rc;
+	if (!cJSON_IsObject(f))
+		return bad(errbuf, path, name, "must be an object");
+	if (out)
+		*out = f;
+	return 0;
+}
+
+int
+cm_json_get_array(const cJSON *obj, const char *path, const char *name,
+		  bool required, int max_items, const cJSON **out,
+		  char errbuf[CM_ERRBUF_LEN])
+{
+	const cJSON *f;
+	int rc = 0;
+
+	f = field(obj, path, name, required, &rc, errbuf);
+	if (!f)
+		return rc;
+	if (!cJSON_IsArray(f))
+		return bad(errbuf, path, name, "must be an array");
+	if (max_items > 0 && cJSON_GetArraySize(f) > max_items)
+		return bad(errbuf, path, name,
+			   "must be an array of at most %d items", max_items);
+	if (out)
+		*out = f;
+	return 0;
+}

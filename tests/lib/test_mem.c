@@ -1,0 +1,320 @@
+/* test_mem.c - allocation, bounded parsers, uuids, comparisons, time. */
+#include "common/err.h"
+#include "common/mem.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "testutil.h"
+
+#include "common/banned.h"
+
+START_TEST(test_parse_i64_reads_whole_base10_numbers)
+{
+	int64_t v = 0;
+
+	ck_assert_int_eq(cm_parse_i64("0", 0, 0, &v), 0);
+	ck_assert_int_eq(v, 0);
+	ck_assert_int_eq(cm_parse_i64("-17", -100, 100, &v), 0);
+	ck_assert_int_eq(v, -17);
+	ck_assert_int_eq(cm_parse_i64("007", 0, 10, &v), 0);
+	ck_assert_int_eq(v, 7);
+	ck_assert_int_eq(
+		cm_parse_i64("9223372036854775807", INT64_MIN, INT64_MAX, &v),
+		0);
+	ck_assert(v == INT64_MAX);
+	ck_assert_int_eq(
+		cm_parse_i64("-9223372036854775808", INT64_MIN, INT64_MAX, &v),
+		0);
+	ck_assert(v == INT64_MIN);
+}
+END_TEST
+
+START_TEST(test_parse_i64_bounds_are_inclusive)
+{
+	int64_t v = 0;
+
+	ck_assert_int_eq(cm_parse_i64("1", 1, 10, &v), 0);
+	ck_assert_int_eq(cm_parse_i64("10", 1, 10, &v), 0);
+	ck_assert_int_eq(v, 10);
+	ck_assert_int_eq(cm_parse_i64("0", 1, 10, &v), CM_EINVAL);
+	ck_assert_int_eq(cm_parse_i64("11", 1, 10, &v), CM_EINVAL);
+	ck_assert_int_eq(v, 10);
+}
+END_TEST
+
+START_TEST(test_parse_i64_refuses_garbage_whitespace_and_overflow)
+{
+	static const char *const bad[] = {
+		"",
+		" 1",
+		"1 ",
+		"\t1",
+		"1\n",
+		"1a",
+		"a1",
+		"0x10",
+		"1.0",
+		"1e3",
+		"--1",
+		"-",
+		"+",
+		"9223372036854775808",
+		"-9223372036854775809",
+		"99999999999999999999999",
+	};
+	int64_t v = 123;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(cm_parse_i64(bad[i], INT64_MIN, INT64_MAX, &v) ==
+				      CM_EINVAL,
+			      "accepted \"%s\"", bad[i]);
+	ck_assert_int_eq(cm_parse_i64(NULL, 0, 1, &v), CM_EINVAL);
+	ck_assert_int_eq(v, 123);
+}
+END_TEST
+
+START_TEST(test_parse_bool_knows_the_usual_words_in_any_case)
+{
+	static const char *const yes[] = { "true", "TRUE", "1", "yes",
+					   "Yes",  "on",   "ON" };
+	static const char *const no[] = { "false", "False", "0",  "no",
+					  "NO",	   "off",   "Off" };
+	static const char *const bad[] = { "",	    "2",     "y",     "n",
+					   "truee", " true", "enable" };
+	bool b;
+	size_t i;
+
+	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		b = false;
+		ck_assert_int_eq(cm_parse_bool(yes[i], &b), 0);
+		ck_assert_msg(b, "%s", yes[i]);
+	}
+	for (i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+		b = true;
+		ck_assert_int_eq(cm_parse_bool(no[i], &b), 0);
+		ck_assert_msg(!b, "%s", no[i]);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(cm_parse_bool(bad[i], &b) == CM_EINVAL, "%s",
+			      bad[i]);
+	ck_assert_int_eq(cm_parse_bool(NULL, &b), CM_EINVAL);
+}
+END_TEST
+
+START_TEST(test_parse_double_refuses_non_finite_and_out_of_range)
+{
+	double d = 0;
+
+	ck_assert_int_eq(cm_parse_double("0.25", 0, 1, &d), 0);
+	ck_assert(d == 0.25);
+	ck_assert_int_eq(cm_parse_double("1e-3", 0, 1, &d), 0);
+	ck_assert(d == 0.001);
+	ck_assert_int_eq(cm_parse_double("1.5", 0, 1, &d), CM_EINVAL);
+	ck_assert_int_eq(cm_parse_double("nan", -INFINITY, INFINITY, &d),
+			 CM_EINVAL);
+	ck_assert_int_eq(cm_parse_double("inf", -INFINITY, INFINITY, &d),
+			 CM_EINVAL);
+	ck_assert_int_eq(cm_parse_double("1e999", -INFINITY, INFINITY, &d),
+			 CM_EINVAL);
+	ck_assert_int_eq(cm_parse_double(" 1", 0, 2, &d), CM_EINVAL);
+	ck_assert_int_eq(cm_parse_double("1x", 0, 2, &d), CM_EINVAL);
+	ck_assert_int_eq(cm_parse_double("", 0, 2, &d), CM_EINVAL);
+	ck_assert(d == 0.001);
+}
+END_TEST
+
+START_TEST(test_uuid_v4_has_the_version_and_variant_bits)
+{
+	char u[37];
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		ck_assert_int_eq(cm_uuid_v4(u), 0);
+		ck_assert_uint_eq(strlen(u), 36);
+		ck_assert_msg(cm_is_uuid(u), "%s", u);
+		ck_assert_int_eq(u[14], '4');
+		ck_assert_msg(strchr("89ab", u[19]) != NULL, "%s", u);
+		ck_assert_msg(strspn(u, "0123456789abcdef-") == 36,
+			      "not lowercase: %s", u);
+	}
+}
+END_TEST
+
+static int
+cmp_uuid(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+START_TEST(test_uuid_v4_values_are_unique)
+{
+	enum {
+		N = 2000
+	};
+	static char ids[N][37];
+	int i;
+
+	for (i = 0; i < N; i++)
+		ck_assert_int_eq(cm_uuid_v4(ids[i]), 0);
+	qsort(ids, N, sizeof(ids[0]), cmp_uuid);
+	for (i = 1; i < N; i++)
+		ck_assert_str_ne(ids[i - 1], ids[i]);
+}
+END_TEST
+
+START_TEST(test_is_uuid_accepts_only_the_canonical_form)
+{
+	static const char *const bad[] = {
+		"",
+		"123e4567-e89b-42d3-a456-42661417400",	 /* short */
+		"123e4567-e89b-42d3-a456-4266141740000", /* long */
+		"123e4567e89b-42d3-a456-4266141740000",	 /* dash moved */
+		"123e4567-e89b-42d3-a456_426614174000",
+		"g23e4567-e89b-42d3-a456-426614174000",
+		"{123e4567-e89b-42d3-a456-426614174000}",
+		"123e4567e89b42d3a456426614174000",
+	};
+	size_t i;
+
+	ck_assert(cm_is_uuid("123e4567-e89b-42d3-a456-426614174000"));
+	ck_assert(cm_is_uuid("123E4567-E89B-42D3-A456-426614174000"));
+	ck_assert(cm_is_uuid("00000000-0000-0000-0000-000000000000"));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!cm_is_uuid(bad[i]), "accepted %s", bad[i]);
+	ck_assert(!cm_is_uuid(NULL));
+}
+END_TEST
+
+START_TEST(test_consttime_eq_compares_content_and_length)
+{
+	ck_assert(cm_consttime_eq("abc", 3, "abc", 3));
+	ck_assert(!cm_consttime_eq("abc", 3, "abd", 3));
+	ck_assert(!cm_consttime_eq("abc", 3, "abcd", 4));
+	ck_assert(!cm_consttime_eq("abc", 3, "ab", 2));
+	ck_assert(cm_consttime_eq("", 0, "x", 0));
+	ck_assert(cm_consttime_eq("a\0b", 3, "a\0b", 3));
+	ck_assert(!cm_consttime_eq("a\0b", 3, "a\0c", 3));
+}
+END_TEST
+
+START_TEST(test_rfc3339_formats_utc_with_z)
+{
+	char out[21];
+
+	cm_time_rfc3339(0, out);
+	ck_assert_str_eq(out, "1970-01-01T00:00:00Z");
+	cm_time_rfc3339(1700000000, out);
+	ck_assert_str_eq(out, "2023-11-14T22:13:20Z");
+	cm_time_rfc3339(951782400, out); /* leap day */
+	ck_assert_str_eq(out, "2000-02-29T00:00:00Z");
+	cm_time_rfc3339(4102444799LL, out);
+	ck_assert_str_eq(out, "2099-12-31T23:59:59Z");
+}
+END_TEST
+
+START_TEST(test_clocks_move_forward)
+{
+	int64_t a = cm_now_ms(), b;
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+	b = cm_now_ms();
+	ck_assert(b >= a + 19);
+	ck_assert(cm_now_s() > 1600000000);
+}
+END_TEST
+
+START_TEST(test_string_copies_bound_and_terminate)
+{
+	char small[4];
+	char *s;
+
+	ck_assert_uint_eq(cm_strlcpy(small, "abcdef", sizeof(small)), 6);
+	ck_assert_str_eq(small, "abc");
+	ck_assert_uint_eq(cm_strlcpy(small, "ab", sizeof(small)), 2);
+	ck_assert_str_eq(small, "ab");
+	small[0] = 'q';
+	ck_assert_uint_eq(cm_strlcpy(small, "xyz", 0), 3);
+	ck_assert_int_eq(small[0], 'q');
+	s = cm_xstrndup("abcdef", 3);
+	ck_assert_str_eq(s, "abc");
+	free(s);
+	s = cm_xstrndup("ab", 10);
+	ck_assert_str_eq(s, "ab");
+	free(s);
+	s = cm_xstrdup("dup");
+	ck_assert_str_eq(s, "dup");
+	free(s);
+	ck_assert_ptr_null(cm_xstrdup(NULL));
+}
+END_TEST
+
+START_TEST(test_allocators_return_usable_memory)
+{
+	unsigned char *p = cm_xcalloc(16, 4);
+	size_t i;
+
+	for (i = 0; i < 64; i++)
+		ck_assert_int_eq(p[i], 0);
+	p = cm_xrealloc(p, 128);
+	p[127] = 1;
+	free(p);
+	free(cm_xmalloc(0));
+	free(cm_xcalloc(0, 0));
+}
+END_TEST
+
+START_TEST(test_memzero_clears_bytes)
+{
+	char secret[] = "hunter2";
+
+	cm_memzero(secret, sizeof(secret));
+	ck_assert_int_eq(memcmp(secret, "\0\0\0\0\0\0\0\0", 8), 0);
+	cm_memzero(NULL, 4);
+}
+END_TEST
+
+START_TEST(test_xcalloc_size_overflow_aborts)
+{
+	cm_xcalloc(SIZE_MAX / 2, 4);
+}
+END_TEST
+
+static Suite *
+make_suite(void)
+{
+	Suite *s = suite_create("mem");
+	TCase *parse = tcase_create("parse");
+	TCase *misc = tcase_create("misc");
+
+	tcase_add_test(parse, test_parse_i64_reads_whole_base10_numbers);
+	tcase_add_test(parse, test_parse_i64_bounds_are_inclusive);
+	tcase_add_test(parse,
+		       test_parse_i64_refuses_garbage_whitespace_and_overflow);
+	tcase_add_test(parse,
+		       test_parse_bool_knows_the_usual_words_in_any_case);
+	tcase_add_test(parse,
+		       test_parse_double_refuses_non_finite_and_out_of_range);
+	suite_add_tcase(s, parse);
+
+	tcase_add_test(misc, test_uuid_v4_has_the_version_and_variant_bits);
+	tcase_add_test(misc, test_uuid_v4_values_are_unique);
+	tcase_add_test(misc, test_is_uuid_accepts_only_the_canonical_form);
+	tcase_add_test(misc, test_consttime_eq_compares_content_and_length);
+	tcase_add_test(misc, test_rfc3339_formats_utc_with_z);
+	tcase_add_test(misc, test_clocks_move_forward);
+	tcase_add_test(misc, test_string_copies_bound_and_terminate);
+	tcase_add_test(misc, test_allocators_return_usable_memory);
+	tcase_add_test(misc, test_memzero_clears_bytes);
+	tcase_add_test_raise_signal(misc, test_xcalloc_size_overflow_aborts,
+				    SIGABRT);
+	suite_add_tcase(s, misc);
+	return s;
+}
+
+CM_TEST_MAIN(make_suite)
