@@ -623,7 +623,6 @@ block_signals(sigset_t *set)
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, set, NULL);
-	signal(SIGPIPE, SIG_IGN);
 }
 
 static int
@@ -737,6 +736,7 @@ cm_service_main(const struct cm_service_desc *desc, int argc, char **argv)
 			desc->name, flag);
 		return 2;
 	}
+	signal(SIGPIPE, SIG_IGN); /* hiredis and libpq write(2) to sockets */
 	the_service = &svc;
 	svc.started_s = cm_now_s();
 	cm_log_init(desc->name, CM_LOG_INFO);

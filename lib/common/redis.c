@@ -1,0 +1,662 @@
+/* redis.c - Redis through hiredis 0.14: see common/redis.h. */
+#include "common/redis.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "common/mem.h"
+#include "common/banned.h"
+
+#define REDIS_DEFAULT_CONNECT_MS 2000
+#define REDIS_DEFAULT_COMMAND_MS 5000
+#define REDIS_XADD_MAX_FIELDS 256
+#define REDIS_MAX_BLOCK_MS 3600000
+#define REDIS_RETRY 1 /* internal: nothing was sent, use a new connection */
+
+/* The settings of the last cm_redis_init(); host NULL: not initialised. */
+struct redis_settings {
+	char *host;
+	int port;
+	char *password;
+	int db;
+	int connect_timeout_ms;
+	int command_timeout_ms;
+	unsigned generation;
+};
+
+/* One per thread, behind redis_key; freed at thread exit. */
+struct redis_thread {
+	redisContext *c;
+	unsigned generation;	/* of the settings c was made with */
+	int command_timeout_ms; /* to restore after a long BLOCK */
+};
+
+static pthread_mutex_t redis_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct redis_settings redis_cfg;
+static unsigned redis_generation;
+static pthread_key_t redis_key;
+static pthread_once_t redis_key_once = PTHREAD_ONCE_INIT;
+
+static void redis_errf(char *errbuf, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+redis_errf(char *errbuf, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errbuf)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, CM_ERRBUF_LEN, fmt, ap);
+	va_end(ap);
+}
+
+static struct timeval
+redis_tv(int ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	return tv;
+}
+
+static void
+redis_thread_free(void *p)
+{
+	struct redis_thread *t = p;
+
+	if (!t)
+		return;
+	if (t->c)
+		redisFree(t->c);
+	free(t);
+}
+
+static void
+redis_key_create(void)
+{
+	if (pthread_key_create(&redis_key, redis_thread_free) != 0) {
+		fprintf(stderr, "redis: pthread_key_create failed\n");
+		abort();
+	}
+}
+
+static struct redis_thread *
+redis_thread_get(void)
+{
+	struct redis_thread *t;
+
+	pthread_once(&redis_key_once, redis_key_create);
+	t = pthread_getspecific(redis_key);
+	if (!t) {
+		t = cm_xcalloc(1, sizeof(*t));
+		if (pthread_setspecific(redis_key, t) != 0) {
+			fprintf(stderr, "redis: pthread_setspecific failed\n");
+			abort();
+		}
+	}
+	return t;
+}
+
+static void
+redis_thread_close(struct redis_thread *t)
+{
+	if (t->c)
+		redisFree(t->c);
+	t->c = NULL;
+}
+
+static void
+redis_settings_release(struct redis_settings *s)
+{
+	if (s->password) {
+		cm_memzero(s->password, strlen(s->password));
+		free(s->password);
+	}
+	free(s->host);
+	memset(s, 0, sizeof(*s));
+}
+
+static int
+redis_settings_get(struct redis_settings *out, char *errbuf)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&redis_lock);
+	if (!redis_cfg.host) {
+		redis_errf(errbuf, "redis: not initialised");
+		rc = CM_EINVAL;
+	} else {
+		*out = redis_cfg;
+		out->host = cm_xstrdup(redis_cfg.host);
+		out->password = cm_xstrdup(redis_cfg.password);
+		out->generation = redis_generation;
+	}
+	pthread_mutex_unlock(&redis_lock);
+	return rc;
+}
+
+static int
+redis_current_generation(unsigned *gen, char *errbuf)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&redis_lock);
+	*gen = redis_generation;
+	if (!redis_cfg.host) {
+		redis_errf(errbuf, "redis: not initialised");
+		rc = CM_EINVAL;
+	}
+	pthread_mutex_unlock(&redis_lock);
+	return rc;
+}
+
+/* An idle connection has nothing to read: readable means the server
+   closed it (or sent something nobody asked for). Either way, replace it
+   before sending rather than after. */
+static bool
+redis_alive(redisContext *c)
+{
+	struct pollfd pfd;
+	char byte;
+	ssize_t k;
+
+	if (c->err || c->fd < 0)
+		return false;
+	pfd.fd = c->fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	if (poll(&pfd, 1, 0) == 0)
+		return true;
+	if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
+		return false;
+	k = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	return k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* AUTH or SELECT on a new connection; errbuf never shows the argv. */
+static int
+redis_handshake(redisContext *c, int argc, const char **argv, const char *what,
+		char *errbuf)
+{
+	redisReply *r;
+	int rc = 0;
+
+	r = redisCommandArgv(c, argc, argv, NULL);
+	if (!r) {
+		redis_errf(errbuf, "redis %s: %s", what, c->errstr);
+		return CM_EIO;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		redis_errf(
+			errbuf, "redis %s: %.*s", what,
+			(int)(r->len < CM_ERRBUF_LEN ? r->len : CM_ERRBUF_LEN),
+			r->str);
+		rc = CM_EIO;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+static int
+redis_session(redisContext *c, const struct redis_settings *s, char *errbuf)
+{
+	const char *argv[2];
+	char db[16];
+	int rc = 0;
+
+	if (redisSetTimeout(c, redis_tv(s->command_timeout_ms)) != REDIS_OK) {
+		redis_errf(errbuf, "redis: cannot set the command timeout");
+		return CM_EIO;
+	}
+	redisEnableKeepAlive(c);
+	if (s->password && *s->password) {
+		argv[0] = "AUTH";
+		argv[1] = s->password;
+		rc = redis_handshake(c, 2, argv, "auth", errbuf);
+	}
+	if (rc == 0 && s->db != 0) {
+		snprintf(db, sizeof(db), "%d", s->db);
+		argv[0] = "SELECT";
+		argv[1] = db;
+		rc = redis_handshake(c, 2, argv, "select", errbuf);
+	}
+	return rc;
+}
+
+static int
+redis_connect(const struct redis_settings *s, redisContext **out, char *errbuf)
+{
+	struct timeval tv = redis_tv(s->connect_timeout_ms);
+	redisContext *c;
+	int rc;
+
+	if (s->host[0] == '/')
+		c = redisConnectUnixWithTimeout(s->host, tv);
+	else
+		c = redisConnectWithTimeout(s->host, s->port, tv);
+	if (!c) {
+		redis_errf(errbuf, "redis connect: out of memory");
+		return CM_EIO;
+	}
+	if (c->err) {
+		rc = c->err == REDIS_ERR_IO && errno == ETIMEDOUT ? CM_ETIMEDOUT
+								  : CM_EIO;
+		redis_errf(errbuf, "redis connect %s:%d: %s", s->host, s->port,
+			   c->errstr);
+		redisFree(c);
+		return rc;
+	}
+	rc = redis_session(c, s, errbuf);
+	if (rc < 0) {
+		redisFree(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+static int
+redis_conn_get(struct redis_thread **tp, char *errbuf)
+{
+	struct redis_thread *t = redis_thread_get();
+	struct redis_settings s = { 0 };
+	unsigned gen;
+	int rc;
+
+	*tp = t;
+	rc = redis_current_generation(&gen, errbuf);
+	if (rc < 0) {
+		redis_thread_close(t);
+		return rc;
+	}
+	if (t->c && (t->generation != gen || !redis_alive(t->c)))
+		redis_thread_close(t);
+	if (t->c)
+		return 0;
+	rc = redis_settings_get(&s, errbuf);
+	if (rc < 0)
+		return rc;
+	rc = redis_connect(&s, &t->c, errbuf);
+	t->generation = s.generation;
+	t->command_timeout_ms = s.command_timeout_ms;
+	redis_settings_release(&s);
+	return rc;
+}
+
+/* No reply: the context is unusable, so drop it. REDIS_RETRY when the
+   command never fully left (the server cannot have run it). */
+static int
+redis_io_failure(struct redis_thread *t, int err_no, char *errbuf)
+{
+	redisContext *c = t->c;
+	int rc = CM_EIO;
+
+	if (c->err == REDIS_ERR_IO &&
+	    (err_no == EAGAIN || err_no == EWOULDBLOCK)) {
+		redis_errf(errbuf, "redis: command timed out");
+		rc = CM_ETIMEDOUT;
+	} else {
+		redis_errf(errbuf, "redis: %s", c->errstr);
+		if ((c->err == REDIS_ERR_IO || c->err == REDIS_ERR_EOF) &&
+		    c->obuf && sdslen(c->obuf) > 0)
+			rc = REDIS_RETRY;
+	}
+	redis_thread_close(t);
+	return rc;
+}
+
+static int
+redis_finish(struct redis_thread *t, redisReply *r, int err_no,
+	     bool restore_timeout, redisReply **out, char *errbuf)
+{
+	struct timeval tv = redis_tv(t->command_timeout_ms);
+
+	if (!r)
+		return redis_io_failure(t, err_no, errbuf);
+	if (restore_timeout && redisSetTimeout(t->c, tv) != REDIS_OK)
+		redis_thread_close(t); /* the next call reconnects */
+	if (r->type == REDIS_REPLY_ERROR) {
+		redis_errf(
+			errbuf, "%.*s",
+			(int)(r->len < CM_ERRBUF_LEN ? r->len : CM_ERRBUF_LEN),
+			r->str);
+		freeReplyObject(r);
+		return CM_EIO;
+	}
+	*out = r;
+	return 0;
+}
+
+/* One command; timeout_ms > 0 replaces the command timeout for it. */
+static int
+redis_exec(int argc, const char **argv, const size_t *lens, int timeout_ms,
+	   redisReply **out, char *errbuf)
+{
+	struct redis_thread *t;
+	redisReply *r;
+	int rc = CM_EIO, attempt, err_no;
+	bool longer;
+
+	*out = NULL;
+	for (attempt = 0; attempt < 2; attempt++) {
+		rc = redis_conn_get(&t, errbuf);
+		if (rc < 0)
+			return rc;
+		longer = timeout_ms > t->command_timeout_ms;
+		if (longer &&
+		    redisSetTimeout(t->c, redis_tv(timeout_ms)) != REDIS_OK) {
+			redis_errf(errbuf, "redis: cannot set the timeout");
+			redis_thread_close(t);
+			return CM_EIO;
+		}
+		r = redisCommandArgv(t->c, argc, argv, lens);
+		err_no = errno;
+		rc = redis_finish(t, r, err_no, longer, out, errbuf);
+		if (rc != REDIS_RETRY)
+			return rc;
+	}
+	return CM_EIO;
+}
+
+static int
+redis_config_check(const struct cm_redis_config *cfg, char *errbuf)
+{
+	if (!cfg || !cfg->host || !*cfg->host) {
+		redis_errf(errbuf, "redis: no host");
+		return CM_EINVAL;
+	}
+	if ((cfg->host[0] != '/' && (cfg->port < 1 || cfg->port > 65535)) ||
+	    cfg->db < 0 || cfg->connect_timeout_ms < 0 ||
+	    cfg->command_timeout_ms < 0) {
+		redis_errf(errbuf, "redis: bad port, db or timeout");
+		return CM_EINVAL;
+	}
+	return 0;
+}
+
+int
+cm_redis_init(const struct cm_redis_config *cfg, char errbuf[CM_ERRBUF_LEN])
+{
+	int rc;
+
+	rc = redis_config_check(cfg, errbuf);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&redis_lock);
+	redis_settings_release(&redis_cfg);
+	redis_cfg.host = cm_xstrdup(cfg->host);
+	redis_cfg.port = cfg->port;
+	redis_cfg.password = cm_xstrdup(cfg->password);
+	redis_cfg.db = cfg->db;
+	redis_cfg.connect_timeout_ms = cfg->connect_timeout_ms
+					       ? cfg->connect_timeout_ms
+					       : REDIS_DEFAULT_CONNECT_MS;
+	redis_cfg.command_timeout_ms = cfg->command_timeout_ms
+					       ? cfg->command_timeout_ms
+					       : REDIS_DEFAULT_COMMAND_MS;
+	redis_generation++;
+	pthread_mutex_unlock(&redis_lock);
+	return 0;
+}
+
+void
+cm_redis_shutdown(void)
+{
+	struct redis_thread *t;
+
+	pthread_mutex_lock(&redis_lock);
+	redis_settings_release(&redis_cfg);
+	redis_generation++;
+	pthread_mutex_unlock(&redis_lock);
+	pthread_once(&redis_key_once, redis_key_create);
+	t = pthread_getspecific(redis_key);
+	if (t) {
+		pthread_setspecific(redis_key, NULL);
+		redis_thread_free(t);
+	}
+}
+
+redisContext *
+cm_redis_conn(char errbuf[CM_ERRBUF_LEN])
+{
+	struct redis_thread *t;
+
+	if (redis_conn_get(&t, errbuf) < 0)
+		return NULL;
+	return t->c;
+}
+
+redisReply *
+cm_redis_cmd(int argc, const char **argv, const size_t *argvlen,
+	     char errbuf[CM_ERRBUF_LEN])
+{
+	redisReply *r = NULL;
+
+	if (argc < 1 || !argv) {
+		redis_errf(errbuf, "redis: empty command");
+		return NULL;
+	}
+	redis_exec(argc, argv, argvlen, 0, &r, errbuf);
+	return r;
+}
+
+redisReply *
+cm_redis_cmdf(char errbuf[CM_ERRBUF_LEN], const char *fmt, ...)
+{
+	struct redis_thread *t;
+	redisReply *r, *out = NULL;
+	int rc = CM_EIO, attempt, err_no;
+	va_list ap;
+
+	for (attempt = 0; attempt < 2; attempt++) {
+		rc = redis_conn_get(&t, errbuf);
+		if (rc < 0)
+			break;
+		va_start(ap, fmt);
+		r = redisvCommand(t->c, fmt, ap);
+		err_no = errno;
+		va_end(ap);
+		rc = redis_finish(t, r, err_no, false, &out, errbuf);
+		if (rc != REDIS_RETRY)
+			break;
+	}
+	return out;
+}
+
+int
+cm_redis_ping(char errbuf[CM_ERRBUF_LEN])
+{
+	const char *argv[] = { "PING" };
+	redisReply *r;
+	int rc;
+
+	rc = redis_exec(1, argv, NULL, 0, &r, errbuf);
+	if (rc == 0 &&
+	    (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)) {
+		redis_errf(errbuf, "redis ping: unexpected reply");
+		rc = CM_EIO;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+static int
+redis_xadd_argv(const char **argv, const char *stream, const char *maxlen,
+		int nfields, const char *const *fields,
+		const char *const *values)
+{
+	int argc = 0, i;
+
+	argv[argc++] = "XADD";
+	argv[argc++] = stream;
+	if (maxlen) {
+		argv[argc++] = "MAXLEN";
+		argv[argc++] = "~";
+		argv[argc++] = maxlen;
+	}
+	argv[argc++] = "*";
+	for (i = 0; i < nfields; i++) {
+		if (!fields[i] || !values[i])
+			return CM_EINVAL;
+		argv[argc++] = fields[i];
+		argv[argc++] = values[i];
+	}
+	return argc;
+}
+
+int
+cm_redis_xadd(const char *stream, size_t maxlen, int nfields,
+	      const char *const *fields, const char *const *values,
+	      char id_out[64], char errbuf[CM_ERRBUF_LEN])
+{
+	const char **argv = NULL;
+	redisReply *r = NULL;
+	char maxs[24];
+	int argc, rc = CM_EINVAL;
+
+	if (!stream || nfields < 1 || nfields > REDIS_XADD_MAX_FIELDS ||
+	    !fields || !values)
+		goto bad;
+	snprintf(maxs, sizeof(maxs), "%zu", maxlen);
+	argv = cm_xcalloc(6 + 2 * (size_t)nfields, sizeof(*argv));
+	argc = redis_xadd_argv(argv, stream, maxlen ? maxs : NULL, nfields,
+			       fields, values);
+	if (argc < 0)
+		goto bad;
+	rc = redis_exec(argc, argv, NULL, 0, &r, errbuf);
+	if (rc == 0 && (r->type != REDIS_REPLY_STRING || r->len >= 64)) {
+		redis_errf(errbuf, "redis xadd: unexpected reply");
+		rc = CM_EPROTO;
+	} else if (rc == 0 && id_out) {
+		memcpy(id_out, r->str, r->len + 1);
+	}
+	goto out;
+bad:
+	redis_errf(errbuf, "redis xadd: bad arguments");
+out:
+	freeReplyObject(r);
+	free(argv);
+	return rc;
+}
+
+int
+cm_redis_xgroup_create(const char *stream, const char *group,
+		       const char *start_id, char errbuf[CM_ERRBUF_LEN])
+{
+	const char *argv[] = { "XGROUP", "CREATE", stream,
+			       group,	 start_id, "MKSTREAM" };
+	char err[CM_ERRBUF_LEN] = "";
+	redisReply *r = NULL;
+	int rc;
+
+	if (!stream || !group) {
+		redis_errf(errbuf, "redis xgroup: bad arguments");
+		return CM_EINVAL;
+	}
+	if (!start_id)
+		argv[4] = "$";
+	rc = redis_exec(6, argv, NULL, 0, &r, err);
+	freeReplyObject(r);
+	if (rc == CM_EIO && strncmp(err, "BUSYGROUP", 9) == 0)
+		return 0; /* the group exists: what we wanted */
+	if (rc < 0 && errbuf)
+		cm_strlcpy(errbuf, err, CM_ERRBUF_LEN);
+	return rc;
+}
+
+redisReply *
+cm_redis_xreadgroup(const char *stream, const char *group, const char *consumer,
+		    int count, int block_ms, char errbuf[CM_ERRBUF_LEN])
+{
+	const char *argv[11];
+	char counts[16], blocks[16];
+	redisReply *r = NULL;
+	int argc = 0;
+
+	if (!stream || !group || !consumer || block_ms > REDIS_MAX_BLOCK_MS) {
+		redis_errf(errbuf, "redis xreadgroup: bad arguments");
+		return NULL;
+	}
+	argv[argc++] = "XREADGROUP";
+	argv[argc++] = "GROUP";
+	argv[argc++] = group;
+	argv[argc++] = consumer;
+	if (count > 0) {
+		snprintf(counts, sizeof(counts), "%d", count);
+		argv[argc++] = "COUNT";
+		argv[argc++] = counts;
+	}
+	if (block_ms > 0) {
+		snprintf(blocks, sizeof(blocks), "%d", block_ms);
+		argv[argc++] = "BLOCK";
+		argv[argc++] = blocks;
+	}
+	argv[argc++] = "STREAMS";
+	argv[argc++] = stream;
+	argv[argc++] = ">";
+	redis_exec(argc, argv, NULL, block_ms > 0 ? block_ms + 1000 : 0, &r,
+		   errbuf);
+	return r;
+}
+
+int
+cm_redis_xack(const char *stream, const char *group, const char *id,
+	      char errbuf[CM_ERRBUF_LEN])
+{
+	const char *argv[] = { "XACK", stream, group, id };
+	redisReply *r = NULL;
+	int rc;
+
+	if (!stream || !group || !id) {
+		redis_errf(errbuf, "redis xack: bad arguments");
+		return CM_EINVAL;
+	}
+	rc = redis_exec(4, argv, NULL, 0, &r, errbuf);
+	if (rc == 0 && r->type != REDIS_REPLY_INTEGER) {
+		redis_errf(errbuf, "redis xack: unexpected reply");
+		rc = CM_EPROTO;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+redisReply *
+cm_redis_xautoclaim(const char *stream, const char *group, const char *consumer,
+		    int min_idle_ms, const char *start, int count,
+		    char errbuf[CM_ERRBUF_LEN])
+{
+	const char *argv[8];
+	char idles[16], counts[16];
+	redisReply *r = NULL;
+	int argc = 0;
+
+	if (!stream || !group || !consumer || min_idle_ms < 0) {
+		redis_errf(errbuf, "redis xautoclaim: bad arguments");
+		return NULL;
+	}
+	snprintf(idles, sizeof(idles), "%d", min_idle_ms);
+	argv[argc++] = "XAUTOCLAIM";
+	argv[argc++] = stream;
+	argv[argc++] = group;
+	argv[argc++] = consumer;
+	argv[argc++] = idles;
+	argv[argc++] = start ? start : "0-0";
+	if (count > 0) {
+		snprintf(counts, sizeof(counts), "%d", count);
+		argv[argc++] = "COUNT";
+		argv[argc++] = counts;
+	}
+	redis_exec(argc, argv, NULL, 0, &r, errbuf);
+	return r;
+}
