@@ -59,6 +59,7 @@ FAKES_SRC := $(wildcard tests/fakes/*.c)
 FAKES := $(FAKES_SRC:tests/fakes/%.c=$(BUILD)/fakes/%)
 
 .PHONY: all test run checksrc clean deps tests bench
+.SECONDARY:
 all: $(LIB) $(BINS)
 
 $(BUILD)/obj/%.o: %.c

@@ -1,4 +1,5 @@
-/* log.c - JSON lines on stderr, level-gated, with per-thread request context. */
+/* log.c - JSON lines on stderr, level-gated, with per-thread request context.
+ */
 #include "common/log.h"
 #include "common/buf.h"
 #include "common/err.h"
@@ -92,8 +93,9 @@ cm_log_write(enum cm_log_level level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap); /* long messages are cut */
 	va_end(ap);
 	log_time(ts);
-	cm_buf_printf(&line, "{\"time\":\"%s\",\"level\":\"%s\",\"service\":",
-		      ts, level_names[level]);
+	cm_buf_printf(&line,
+		      "{\"time\":\"%s\",\"level\":\"%s\",\"service\":", ts,
+		      level_names[level]);
 	cm_buf_json_str(&line, log_service);
 	cm_buf_puts(&line, ",\"message\":");
 	cm_buf_json_str(&line, msg);

@@ -122,8 +122,8 @@ build_items(const struct cm_service_desc *desc)
 	memcpy(items, common_items, sizeof(common_items));
 	snprintf(port, sizeof(port), "%d", desc->default_port);
 	items[NCOMMON] = (struct cm_config_item){
-		desc->port_env, CM_CFG_PORT, cm_xstrdup(port), 1, 65535, 0,
-		"HTTP port of this service"
+		desc->port_env, CM_CFG_PORT, cm_xstrdup(port),		 1,
+		65535,		0,	     "HTTP port of this service"
 	};
 	if (nextra)
 		memcpy(items + NCOMMON + 1, desc->config,

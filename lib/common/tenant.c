@@ -19,13 +19,13 @@
 
 /* Subdomains of DOMAIN that belong to the platform, never to a tenant. */
 static const char *const reserved_slugs[] = {
-	"api",	   "admin",  "crm",	 "cms",	   "events", "agents", "bots",
-	"images", "automation", "www",	 "app",	   "vault",  "traefik",
-	"dashboard", "mail", "status",	 NULL
+	"api",	   "admin",	"crm",	      "cms",	"events", "agents",
+	"bots",	   "images",	"automation", "www",	"app",	  "vault",
+	"traefik", "dashboard", "mail",	      "status", NULL
 };
 
 struct cache_entry {
-	char key[300];		/* "id:<uuid>" or "host:<host>" */
+	char key[300]; /* "id:<uuid>" or "host:<host>" */
 	bool found;
 	bool tenant_host;
 	struct cm_tenant tenant;
@@ -39,8 +39,7 @@ static struct {
 	char domain[254];
 } cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static const char *const source_names[] = { "none", "token", "header",
-					    "host" };
+static const char *const source_names[] = { "none", "token", "header", "host" };
 
 const char *
 cm_tenant_source_name(enum cm_tenant_source src)
@@ -247,9 +246,8 @@ cm_tenant_cache_invalidate(const char *id)
 static const char sql_by_id[] =
 	"SELECT " TENANT_COLS " FROM brain.tenants t"
 	" WHERE t.id = $1::uuid AND t.deleted_at IS NULL";
-static const char sql_by_slug[] =
-	"SELECT " TENANT_COLS " FROM brain.tenants t"
-	" WHERE t.slug = $1 AND t.deleted_at IS NULL";
+static const char sql_by_slug[] = "SELECT " TENANT_COLS " FROM brain.tenants t"
+				  " WHERE t.slug = $1 AND t.deleted_at IS NULL";
 static const char sql_by_domain[] =
 	"SELECT " TENANT_COLS " FROM brain.tenant_domains d"
 	" JOIN brain.tenants t ON t.id = d.tenant_id"

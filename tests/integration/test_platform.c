@@ -136,7 +136,8 @@ START_TEST(test_health_names_the_service_and_ready_checks_each_dependency)
 	r = get("/health/ready", NULL, NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_str_eq(json_str(r.json, "checks", "postgres"), "");
-	ck_assert_ptr_nonnull(strstr(r.body, "\"postgres\":{\"status\":\"up\""));
+	ck_assert_ptr_nonnull(
+		strstr(r.body, "\"postgres\":{\"status\":\"up\""));
 	ck_assert_ptr_nonnull(strstr(r.body, "\"redis\":{\"status\":\"up\""));
 	cm_test_resp_release(&r);
 }
@@ -147,9 +148,8 @@ START_TEST(test_unknown_path_is_404_and_wrong_method_is_405_with_allow)
 	struct cm_test_resp r = get("/no/such/thing", NULL, NULL, NULL);
 
 	assert_error(&r, 404, "not_found");
-	ck_assert_int_eq(cm_test_http("DELETE", crm.port, "/health", NULL, NULL,
-				      &r),
-			 0);
+	ck_assert_int_eq(
+		cm_test_http("DELETE", crm.port, "/health", NULL, NULL, &r), 0);
 	ck_assert_ptr_nonnull(cm_test_resp_header(&r, "Allow"));
 	ck_assert_ptr_nonnull(strstr(cm_test_resp_header(&r, "Allow"), "GET"));
 	assert_error(&r, 405, "method_not_allowed");
@@ -165,9 +165,8 @@ START_TEST(test_oversized_body_is_413_json)
 
 	memset(body, 'x', n);
 	body[n] = '\0';
-	ck_assert_int_eq(cm_test_http("POST", crm.port, "/whoami", hs, body,
-				      &r),
-			 0);
+	ck_assert_int_eq(
+		cm_test_http("POST", crm.port, "/whoami", hs, body, &r), 0);
 	free(body);
 	assert_error(&r, 413, "payload_too_large");
 }
@@ -175,8 +174,8 @@ END_TEST
 
 START_TEST(test_request_id_is_echoed_in_header_and_error_body)
 {
-	struct cm_test_resp r = get("/nope", "X-Request-ID: trace-abc.123", NULL,
-				    NULL);
+	struct cm_test_resp r =
+		get("/nope", "X-Request-ID: trace-abc.123", NULL, NULL);
 
 	ck_assert_str_eq(cm_test_resp_header(&r, "X-Request-ID"),
 			 "trace-abc.123");
@@ -286,7 +285,8 @@ END_TEST
 
 START_TEST(test_wrong_key_expired_and_tampered_tokens_are_refused)
 {
-	static const char other[] = "another-key-that-is-long-enough-0123456789";
+	static const char other[] =
+		"another-key-that-is-long-enough-0123456789";
 	char errbuf[CM_ERRBUF_LEN], *tok = NULL, *forged, *claims, *dot;
 	struct cm_buf t = CM_BUF_INIT(0);
 
@@ -362,18 +362,18 @@ START_TEST(test_service_token_for_another_service_is_refused)
 	struct cm_buf h = CM_BUF_INIT(0), t = CM_BUF_INIT(0);
 	struct cm_test_resp r;
 
-	ck_assert_int_eq(cm_service_token_mint(secret, "brain", "cms", 30, &tok,
-					       errbuf),
-			 0);
+	ck_assert_int_eq(
+		cm_service_token_mint(secret, "brain", "cms", 30, &tok, errbuf),
+		0);
 	cm_buf_printf(&h, "X-Service-Token: %s", tok);
 	cm_buf_printf(&t, "X-Tenant-ID: %s", tenant_a);
 	r = get("/whoami", cm_buf_str(&h), cm_buf_str(&t), NULL);
 	assert_error(&r, 401, "invalid_service_token");
 	free(tok);
 	cm_buf_reset(&h);
-	ck_assert_int_eq(cm_service_token_mint(secret, "brain", "crm", 30, &tok,
-					       errbuf),
-			 0);
+	ck_assert_int_eq(
+		cm_service_token_mint(secret, "brain", "crm", 30, &tok, errbuf),
+		0);
 	cm_buf_printf(&h, "X-Service-Token: %s", tok);
 	r = get("/whoami", cm_buf_str(&h), cm_buf_str(&t), NULL);
 	ck_assert_msg(r.status == 200, "%s", r.body);
@@ -407,8 +407,8 @@ START_TEST(test_rs256_service_refuses_hs256_tokens_and_the_reverse)
 	char dir[] = "/tmp/bz-rsa-XXXXXX", cmd[2048], pub[64], priv[64];
 	char errbuf[CM_ERRBUF_LEN], env_file[128], *priv_pem, *pub_pem;
 	char *claims = claims_for(tenant_a, 300), *tok = NULL;
-	const char *env[] = { "DOMAIN=" DOMAIN, "JWT_ALGORITHM=RS256",
-			      env_file, NULL };
+	const char *env[] = { "DOMAIN=" DOMAIN, "JWT_ALGORITHM=RS256", env_file,
+			      NULL };
 	struct cm_test_svc rs;
 	struct cm_test_svc saved = crm;
 
@@ -543,9 +543,10 @@ START_TEST(test_suspension_applies_within_five_seconds)
 
 	ck_assert_int_eq(r.status, 200);
 	cm_test_resp_release(&r);
-	snprintf(sql, sizeof(sql),
-		 "UPDATE brain.tenants SET status = 'suspended' WHERE id = '%s'",
-		 tenant_c);
+	snprintf(
+		sql, sizeof(sql),
+		"UPDATE brain.tenants SET status = 'suspended' WHERE id = '%s'",
+		tenant_c);
 	ck_assert_int_eq(cm_test_psql(sql), 0);
 	t0 = cm_now_ms();
 	while (cm_now_ms() - t0 < 5000) {
@@ -590,10 +591,10 @@ START_TEST(test_stopped_redis_turns_ready_into_503_and_recovers)
 	r = ready_until(s.port, 503);
 	ck_assert_int_eq(r.status, 503);
 	ck_assert_str_eq(cm_test_resp_error_code(&r), "not_ready");
-	ck_assert_ptr_nonnull(strstr(json_str(r.json, "error", "message"),
-				     "redis"));
-	ck_assert_ptr_null(strstr(json_str(r.json, "error", "message"),
-				  "postgres"));
+	ck_assert_ptr_nonnull(
+		strstr(json_str(r.json, "error", "message"), "redis"));
+	ck_assert_ptr_null(
+		strstr(json_str(r.json, "error", "message"), "postgres"));
 	cm_test_resp_release(&r);
 	ck_assert_int_eq(cm_test_stack("start-redis"), 0);
 	r = ready_until(s.port, 200);
@@ -612,8 +613,8 @@ START_TEST(test_postgres_restart_turns_ready_into_503_and_recovers)
 	ck_assert_int_eq(cm_test_stack("stop-pg"), 0);
 	r = ready_until(s.port, 503);
 	ck_assert_int_eq(r.status, 503);
-	ck_assert_ptr_nonnull(strstr(json_str(r.json, "error", "message"),
-				     "postgres"));
+	ck_assert_ptr_nonnull(
+		strstr(json_str(r.json, "error", "message"), "postgres"));
 	cm_test_resp_release(&r);
 	ck_assert_int_eq(cm_test_stack("start-pg"), 0);
 	r = ready_until(s.port, 200);
@@ -729,8 +730,7 @@ START_TEST(test_role_with_bypassrls_is_refused_at_start)
 
 	ck_assert_int_eq(cm_test_psql("ALTER ROLE bz_telegram BYPASSRLS"), 0);
 	rc = cm_test_svc_run("telegram", NULL, NULL, &err);
-	ck_assert_int_eq(cm_test_psql("ALTER ROLE bz_telegram NOBYPASSRLS"),
-			 0);
+	ck_assert_int_eq(cm_test_psql("ALTER ROLE bz_telegram NOBYPASSRLS"), 0);
 	ck_assert_int_ne(rc, 0);
 	ck_assert_ptr_nonnull(strstr(err, "BYPASSRLS"));
 	free(err);
@@ -738,8 +738,8 @@ START_TEST(test_role_with_bypassrls_is_refused_at_start)
 END_TEST
 
 static const char *const all_services[] = {
-	"brain",	"event-bus", "crm",		"cms",
-	"agents",	"telegram",  "image",		"temporal-worker",
+	"brain",	"event-bus",	    "crm",   "cms",
+	"agents",	"telegram",	    "image", "temporal-worker",
 	"vault-client", "dashboard-server", NULL
 };
 
@@ -786,12 +786,15 @@ make_suite(void)
 
 	tcase_add_unchecked_fixture(http, platform_setup, platform_teardown);
 	tcase_set_timeout(http, 120);
-	tcase_add_test(http,
-		       test_health_names_the_service_and_ready_checks_each_dependency);
-	tcase_add_test(http,
-		       test_unknown_path_is_404_and_wrong_method_is_405_with_allow);
+	tcase_add_test(
+		http,
+		test_health_names_the_service_and_ready_checks_each_dependency);
+	tcase_add_test(
+		http,
+		test_unknown_path_is_404_and_wrong_method_is_405_with_allow);
 	tcase_add_test(http, test_oversized_body_is_413_json);
-	tcase_add_test(http, test_request_id_is_echoed_in_header_and_error_body);
+	tcase_add_test(http,
+		       test_request_id_is_echoed_in_header_and_error_body);
 	tcase_add_test(http, test_metrics_count_requests_by_route);
 	tcase_add_test(http, test_valid_user_token_gets_its_tenant);
 	tcase_add_test(http, test_missing_token_is_401);
@@ -802,8 +805,9 @@ make_suite(void)
 	tcase_add_test(http, test_service_token_for_another_service_is_refused);
 	tcase_add_test(http,
 		       test_rs256_service_refuses_hs256_tokens_and_the_reverse);
-	tcase_add_test(http,
-		       test_service_token_with_x_tenant_id_and_tenant_hosts_resolve);
+	tcase_add_test(
+		http,
+		test_service_token_with_x_tenant_id_and_tenant_hosts_resolve);
 	tcase_add_test(http, test_disagreeing_sources_are_a_tenant_mismatch);
 	tcase_add_test(http, test_unknown_and_suspended_tenants_are_refused);
 	tcase_add_test(http, test_bare_x_tenant_id_is_ignored);
@@ -812,7 +816,8 @@ make_suite(void)
 	suite_add_tcase(s, http);
 
 	tcase_set_timeout(deps, 120);
-	tcase_add_test(deps, test_stopped_redis_turns_ready_into_503_and_recovers);
+	tcase_add_test(deps,
+		       test_stopped_redis_turns_ready_into_503_and_recovers);
 	tcase_add_test(deps,
 		       test_postgres_restart_turns_ready_into_503_and_recovers);
 	tcase_add_test(deps, test_sigterm_drains_a_slow_in_flight_request);
@@ -822,7 +827,8 @@ make_suite(void)
 	tcase_add_test(start, test_bad_config_is_refused_listing_every_problem);
 	tcase_add_test(start, test_help_lists_settings_without_secret_values);
 	tcase_add_test(start, test_role_with_bypassrls_is_refused_at_start);
-	tcase_add_test(start, test_every_service_starts_is_ready_and_stops_cleanly);
+	tcase_add_test(start,
+		       test_every_service_starts_is_ready_and_stops_cleanly);
 	suite_add_tcase(s, start);
 	return s;
 }

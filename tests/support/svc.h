@@ -25,9 +25,9 @@ struct cm_test_svc {
 
 struct cm_test_resp {
 	long status;
-	char *body;		/* NUL-terminated */
-	char *headers;		/* raw header block */
-	cJSON *json;		/* body parsed, or NULL */
+	char *body;    /* NUL-terminated */
+	char *headers; /* raw header block */
+	cJSON *json;   /* body parsed, or NULL */
 	double seconds;
 };
 
@@ -36,8 +36,8 @@ int cm_test_svc_start(struct cm_test_svc *s, const char *name,
 		      const char *const *env);
 /* cm_test_svc_run - run `<name> args...` to completion with env; returns
    the exit status and the captured stderr in *err (malloc'd). */
-int cm_test_svc_run(const char *name, const char *const *env,
-		    const char *arg, char **err);
+int cm_test_svc_run(const char *name, const char *const *env, const char *arg,
+		    char **err);
 /* cm_test_svc_stop - SIGTERM, wait (15 s, then SIGKILL); exit status. */
 int cm_test_svc_stop(struct cm_test_svc *s);
 /* cm_test_http - one request to 127.0.0.1:port; headers NULL-terminated
@@ -46,8 +46,7 @@ int cm_test_http(const char *method, int port, const char *path,
 		 const char *const *headers, const char *body,
 		 struct cm_test_resp *out);
 /* cm_test_resp_header - a response header's value (static copy) or NULL. */
-const char *cm_test_resp_header(const struct cm_test_resp *r,
-				const char *name);
+const char *cm_test_resp_header(const struct cm_test_resp *r, const char *name);
 /* cm_test_resp_error_code - error.code of a JSON error body, or "". */
 const char *cm_test_resp_error_code(const struct cm_test_resp *r);
 /* cm_test_resp_release - free the response. */

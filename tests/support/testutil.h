@@ -16,15 +16,15 @@
 #include <check.h>
 #include <stdlib.h>
 
-#define CM_TEST_MAIN(make)                                         \
-	int main(void)                                             \
-	{                                                          \
-		SRunner *sr = srunner_create(make());              \
-		int failed;                                        \
-		srunner_run_all(sr, CK_NORMAL);                    \
-		failed = srunner_ntests_failed(sr);                \
-		srunner_free(sr);                                  \
-		return failed ? EXIT_FAILURE : EXIT_SUCCESS;       \
+#define CM_TEST_MAIN(make)                                   \
+	int main(void)                                       \
+	{                                                    \
+		SRunner *sr = srunner_create(make());        \
+		int failed;                                  \
+		srunner_run_all(sr, CK_NORMAL);              \
+		failed = srunner_ntests_failed(sr);          \
+		srunner_free(sr);                            \
+		return failed ? EXIT_FAILURE : EXIT_SUCCESS; \
 	}
 
 /* cm_test_env - getenv or fail the test naming the variable. */

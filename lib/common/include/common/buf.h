@@ -16,15 +16,18 @@
 #include <stddef.h>
 
 struct cm_buf {
-	char *data;	/* NUL-terminated; NULL until the first append */
-	size_t len;	/* bytes used, not counting the NUL */
-	size_t alloc;	/* bytes allocated */
-	size_t cap;	/* hard limit on len; 0 means CM_BUF_DEFAULT_CAP */
-	int err;	/* 0 or the first CM_E* that occurred (sticky) */
+	char *data;   /* NUL-terminated; NULL until the first append */
+	size_t len;   /* bytes used, not counting the NUL */
+	size_t alloc; /* bytes allocated */
+	size_t cap;   /* hard limit on len; 0 means CM_BUF_DEFAULT_CAP */
+	int err;      /* 0 or the first CM_E* that occurred (sticky) */
 };
 
 #define CM_BUF_DEFAULT_CAP ((size_t)64 << 20)
-#define CM_BUF_INIT(capacity) { NULL, 0, 0, (capacity), 0 }
+#define CM_BUF_INIT(capacity)             \
+	{                                 \
+		NULL, 0, 0, (capacity), 0 \
+	}
 
 /* cm_buf_init - empty buffer capped at cap bytes (0: the default cap). */
 void cm_buf_init(struct cm_buf *b, size_t cap);

@@ -17,20 +17,20 @@
 #define CM_ERRBUF_LEN 256
 
 #define CM_OK 0
-#define CM_EINVAL (-EINVAL)	   /* bad argument or input */
-#define CM_ENOENT (-ENOENT)	   /* no such thing (also: not yours) */
-#define CM_EEXIST (-EEXIST)	   /* already exists / conflict */
-#define CM_E2BIG (-E2BIG)	   /* input over a hard cap */
-#define CM_ENOMEM (-ENOMEM)	   /* allocation refused (rare: we abort) */
-#define CM_EIO (-EIO)		   /* a dependency failed (db, redis, http) */
-#define CM_ETIMEDOUT (-ETIMEDOUT)  /* a dependency did not answer in time */
-#define CM_EACCES (-EACCES)	   /* refused: bad credentials or policy */
-#define CM_EPERM (-EPERM)	   /* refused: authenticated but not allowed */
-#define CM_EAGAIN (-EAGAIN)	   /* try again later (rate limit, busy) */
+#define CM_EINVAL (-EINVAL)	  /* bad argument or input */
+#define CM_ENOENT (-ENOENT)	  /* no such thing (also: not yours) */
+#define CM_EEXIST (-EEXIST)	  /* already exists / conflict */
+#define CM_E2BIG (-E2BIG)	  /* input over a hard cap */
+#define CM_ENOMEM (-ENOMEM)	  /* allocation refused (rare: we abort) */
+#define CM_EIO (-EIO)		  /* a dependency failed (db, redis, http) */
+#define CM_ETIMEDOUT (-ETIMEDOUT) /* a dependency did not answer in time */
+#define CM_EACCES (-EACCES)	  /* refused: bad credentials or policy */
+#define CM_EPERM (-EPERM)	  /* refused: authenticated but not allowed */
+#define CM_EAGAIN (-EAGAIN)	  /* try again later (rate limit, busy) */
 #define CM_ECONNREFUSED (-ECONNREFUSED) /* peer down */
-#define CM_ESTALE (-ESTALE)	   /* version mismatch (If-Match) */
-#define CM_EPROTO (-EPROTO)	   /* peer spoke garbage */
-#define CM_ENOTSUP (-ENOTSUP)	   /* not supported by this build/config */
+#define CM_ESTALE (-ESTALE)		/* version mismatch (If-Match) */
+#define CM_EPROTO (-EPROTO)		/* peer spoke garbage */
+#define CM_ENOTSUP (-ENOTSUP)		/* not supported by this build/config */
 
 /* cm_strerror - a short lowercase description of a CM_E* code. */
 const char *cm_strerror(int code);

@@ -36,9 +36,9 @@ void cm_log_set_fd(int fd);
 void cm_log_write(enum cm_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-#define CM_LOG_AT(lvl, ...)                          \
-	do {                                         \
-		if ((lvl) >= cm_log_threshold)       \
+#define CM_LOG_AT(lvl, ...)                               \
+	do {                                              \
+		if ((lvl) >= cm_log_threshold)            \
 			cm_log_write((lvl), __VA_ARGS__); \
 	} while (0)
 

@@ -43,12 +43,12 @@ struct cm_service;
 typedef int (*cm_ready_fn)(void *arg, char errbuf[CM_ERRBUF_LEN]);
 
 struct cm_service_desc {
-	const char *name;		/* "crm"; also the service-token aud */
-	const char *port_env;		/* "CRM_PORT" */
-	int default_port;		/* 8003 */
-	const char *schema;		/* the service's PostgreSQL schema */
+	const char *name;     /* "crm"; also the service-token aud */
+	const char *port_env; /* "CRM_PORT" */
+	int default_port;     /* 8003 */
+	const char *schema;   /* the service's PostgreSQL schema */
 	const struct cm_config_item *config; /* extra settings, or NULL */
-	const struct cm_route *routes;	/* the service's own routes */
+	const struct cm_route *routes;	     /* the service's own routes */
 	/* start - after config, db and redis are ready; *arg goes to every
 	   handler. 0 or CM_E* (start-up fails). May be NULL. */
 	int (*start)(struct cm_service *svc, void **arg);
@@ -57,8 +57,7 @@ struct cm_service_desc {
 };
 
 /* cm_service_main - run the service; the process exit status. */
-int cm_service_main(const struct cm_service_desc *desc, int argc,
-		    char **argv);
+int cm_service_main(const struct cm_service_desc *desc, int argc, char **argv);
 /* cm_service_config - the loaded configuration. */
 const struct cm_config *cm_service_config(const struct cm_service *svc);
 /* cm_service_auth - the user-token verifier. */

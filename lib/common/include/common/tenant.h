@@ -33,28 +33,32 @@ struct cm_tenant {
 	char id[40];
 	char slug[64];
 	char name[128];
-	char status[16];	/* trial, active, suspended, inactive */
-	char tier[16];		/* free, starter, professional, enterprise */
+	char status[16]; /* trial, active, suspended, inactive */
+	char tier[16];	 /* free, starter, professional, enterprise */
 };
 
-enum cm_tenant_source { CM_TSRC_NONE = 0, CM_TSRC_TOKEN, CM_TSRC_HEADER,
-			CM_TSRC_HOST };
+enum cm_tenant_source {
+	CM_TSRC_NONE = 0,
+	CM_TSRC_TOKEN,
+	CM_TSRC_HEADER,
+	CM_TSRC_HOST
+};
 
 /* What a request offers; any field may be NULL/empty. */
 struct cm_tenant_claim {
-	const char *token_tenant;	/* from a verified user token */
-	const char *header_tenant;	/* X-Tenant-ID */
-	bool service_token;		/* caller holds a valid service token */
-	const char *host_tenant;	/* id found for the Host, if any */
-	bool host_is_tenant_host;	/* Host looked like a tenant's */
+	const char *token_tenant;  /* from a verified user token */
+	const char *header_tenant; /* X-Tenant-ID */
+	bool service_token;	   /* caller holds a valid service token */
+	const char *host_tenant;   /* id found for the Host, if any */
+	bool host_is_tenant_host;  /* Host looked like a tenant's */
 };
 
 /* The outcome: either an id with its source, or an HTTP error. */
 struct cm_tenant_decision {
-	const char *tenant_id;		/* borrowed from the claim */
+	const char *tenant_id; /* borrowed from the claim */
 	enum cm_tenant_source source;
-	int status;			/* 0 ok; else 400/403/404 */
-	const char *code;		/* tenant_mismatch, ... */
+	int status;	  /* 0 ok; else 400/403/404 */
+	const char *code; /* tenant_mismatch, ... */
 	const char *message;
 };
 
@@ -63,8 +67,7 @@ void cm_tenant_decide(const struct cm_tenant_claim *claim,
 		      struct cm_tenant_decision *out);
 /* cm_tenant_host_slug - if host is "<slug>.<domain>" with a non-reserved
    DNS-safe slug, copy it to slug[64] and return true. */
-bool cm_tenant_host_slug(const char *host, const char *domain,
-			 char slug[64]);
+bool cm_tenant_host_slug(const char *host, const char *domain, char slug[64]);
 /* cm_tenant_source_name - "token", "header", "host" or "none". */
 const char *cm_tenant_source_name(enum cm_tenant_source src);
 
@@ -76,7 +79,7 @@ void cm_tenant_cache_shutdown(void);
 int cm_tenant_lookup_id(const char *id, struct cm_tenant *out,
 			char errbuf[CM_ERRBUF_LEN]);
 /* cm_tenant_lookup_host - by custom domain or <slug>.<DOMAIN>; sets
-   *tenant_host when the host had a tenant's shape. */
+ *tenant_host when the host had a tenant's shape. */
 int cm_tenant_lookup_host(const char *host, struct cm_tenant *out,
 			  bool *tenant_host, char errbuf[CM_ERRBUF_LEN]);
 /* cm_tenant_cache_invalidate - drop one id (NULL: everything). */
