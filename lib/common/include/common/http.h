@@ -7,32 +7,76 @@
  *
  * Routes are a table: {method, pattern, handler, flags}, ended by
  * CM_ROUTE_END. Patterns are literal segments and ":name" parameters
- * ("/api/leads/:id"); a trailing "*" segment matches the rest of the path
- * (read with cm_req_param(req, "*")). An unknown path answers 404
- * not_found; a known path with another method answers 405 with `Allow`.
+ * ("/api/leads/:id"); a trailing "*" segment matches the rest of the path,
+ * at least one (possibly empty) segment (read with cm_req_param(req, "*")).
+ * Matching is segment by segment on the percent-decoded path, first match
+ * in table order wins, and a trailing slash is significant: "/a/" is the
+ * segments "a" and "", so it does not match "/a" (and a catch-all after
+ * "a" matches "/a/" but not "/a"). A parameter never matches an empty
+ * segment. A HEAD request runs the GET route when no HEAD route exists
+ * (the body is not sent). An unknown path answers 404 not_found; a known
+ * path with another method answers 405 method_not_allowed with `Allow`. A
+ * path with a bad percent-encoding or an encoded NUL answers 400
+ * bad_request. An encoded "/" (%2F) stays inside its segment.
  *
  * Middleware order (fixed, owned here): request id (accept a sane
- * X-Request-ID of <= 128 [A-Za-z0-9._-] chars or mint a uuid; echoed in the
- * response) -> access log -> limits (body size -> 413, header size -> 431,
- * read/write timeouts) -> auth hook -> tenant hook -> handler -> metrics.
- * The auth and tenant hooks come from the service layer (service.c); they
- * return 0 to continue or an HTTP status after calling cm_req_fail().
+ * X-Request-ID of 1..128 [A-Za-z0-9._-] chars or mint a uuid; echoed in the
+ * response) -> access log (one info line per request after the reply:
+ * method, route pattern or path, status, duration, body bytes; the log
+ * context carries the request id, and the tenant id once set) -> limits
+ * (body size -> 413, header size -> 431, read/write timeouts) -> auth hook
+ * -> tenant hook -> handler -> metrics (cm_metrics_http_observe labelled by
+ * route pattern, "unmatched" when no pattern applies; gauge
+ * bz_http_in_flight). CM_ROUTE_PUBLIC skips both hooks, CM_ROUTE_NO_TENANT
+ * skips the tenant hook; what other flags mean is the hooks' business
+ * (they read cm_req_route(req)->flags). The hooks come from the service
+ * layer (service.c); they return 0 to continue or an HTTP status after
+ * calling cm_req_fail(), and that error is sent. A handler that returns
+ * without replying gets a 500 "internal" reply and an error log line.
  *
- * Every error answer has one body:
+ * Limits, exactly: a request body over max_body (by Content-Length, or
+ * once the chunks received exceed it) is answered 413 payload_too_large
+ * without reading the rest, and the connection is closed. A request line
+ * plus headers over max_header bytes is answered 431
+ * request_header_fields_too_large and the connection closed; other
+ * malformed requests get 400 bad_request, methods other than GET, HEAD,
+ * POST, PUT, PATCH, DELETE and OPTIONS 501 not_implemented (these four are
+ * decided by evhttp's parser, whose HTML pages are replaced by the JSON
+ * body below, with a fresh request id; they skip routing and hooks and are
+ * logged and counted as "unmatched"). read_timeout_ms bounds both the
+ * silence between two reads and the whole time a client may take to send
+ * one request, head and body (and so the keep-alive idle time): a
+ * slow-loris client is disconnected after read_timeout_ms, without an
+ * answer. write_timeout_ms bounds each stalled write. "Expect:
+ * 100-continue" is honoured. Zero config values take defaults: 1 thread,
+ * 1 MiB body, 8 KiB headers, 30 s read/write, 10 s drain, bind 127.0.0.1.
+ *
+ * Every error answer has one body, Content-Type application/json:
  *   {"error":{"code":"...","message":"...","request_id":"..."}}
- * Responses carry security headers (X-Content-Type-Options: nosniff,
- * X-Frame-Options: DENY, Referrer-Policy: no-referrer,
- * Cache-Control: no-store on JSON) and CORS headers for allow-listed
- * origins only (never "*" with credentials); OPTIONS preflights are
- * answered by the server.
+ * Every response carries X-Request-ID, X-Content-Type-Options: nosniff,
+ * X-Frame-Options: DENY and Referrer-Policy: no-referrer; JSON responses
+ * also Cache-Control: no-store and Content-Security-Policy: default-src
+ * 'none'; frame-ancestors 'none'. CORS: when Origin exactly equals one of
+ * cors_origins, Access-Control-Allow-Origin echoes it with
+ * Access-Control-Allow-Credentials: true (never "*"); Vary: Origin is sent
+ * whenever an allow-list is configured. A preflight (OPTIONS with Origin
+ * and Access-Control-Request-Method) is answered by the server: 204 with
+ * Allow-Methods (the path's methods), Allow-Headers (Authorization,
+ * Content-Type, X-Request-ID, Idempotency-Key, If-Match) and Max-Age for an
+ * allowed origin, 403 origin_not_allowed otherwise, 404 for an unknown
+ * path. Any other OPTIONS without its own route gets 204 with `Allow`.
  *
  * Threading: cm_http_start() starts `threads` workers, each with its own
  * event loop and its own listening socket bound with SO_REUSEPORT to the
- * same port. A handler runs on one worker thread and must not block for
- * long (database calls are acceptable: one connection per worker). A struct
- * cm_req is valid only until the handler returns, and is used by one thread.
- * cm_http_stop() may be called from any thread: workers stop accepting,
- * finish in-flight requests (up to drain_timeout_ms) and exit.
+ * same port (the kernel spreads connections over them). A handler runs on
+ * one worker thread and must not block for long (database calls are
+ * acceptable: one connection per worker). A struct cm_req is valid only
+ * until the handler returns, and is used by one thread. cm_http_stop() may
+ * be called from any thread (it only writes to an eventfd, so also from a
+ * signal handler): workers stop accepting, close idle keep-alive
+ * connections, let requests being received or answered finish (their
+ * replies carry Connection: close) for up to drain_timeout_ms, then exit.
+ * cm_http_start() sets SIGPIPE to SIG_IGN for the process.
  */
 #ifndef COMMON_HTTP_H
 #define COMMON_HTTP_H
@@ -59,24 +103,27 @@ typedef void (*cm_handler_fn)(struct cm_req *req, void *arg);
 #define CM_ROUTE_SERVICE_ONLY (1u << 2) /* only service tokens */
 
 struct cm_route {
-	const char *method;	/* "GET", "POST", ... */
-	const char *pattern;	/* "/api/leads/:id" */
+	const char *method;  /* "GET", "POST", ... */
+	const char *pattern; /* "/api/leads/:id" */
 	cm_handler_fn fn;
 	unsigned flags;
 };
 
-#define CM_ROUTE_END { NULL, NULL, NULL, 0 }
+#define CM_ROUTE_END                \
+	{                           \
+		NULL, NULL, NULL, 0 \
+	}
 
 struct cm_http_config {
-	const char *service;	/* name for logs and metrics */
-	const char *bind_addr;	/* "127.0.0.1", "0.0.0.0" */
-	int port;		/* 0: pick a free port (tests) */
-	int threads;		/* worker threads, >= 1 */
-	size_t max_body;	/* bytes; larger -> 413 */
-	size_t max_header;	/* bytes of all headers; larger -> 431 */
-	int read_timeout_ms;	/* per read; slow clients are cut off */
+	const char *service;   /* name for logs and metrics */
+	const char *bind_addr; /* "127.0.0.1", "0.0.0.0" */
+	int port;	       /* 0: pick a free port (tests) */
+	int threads;	       /* worker threads, >= 1 */
+	size_t max_body;       /* bytes; larger -> 413 */
+	size_t max_header;     /* bytes of all headers; larger -> 431 */
+	int read_timeout_ms;   /* per read and per request; see above */
 	int write_timeout_ms;
-	int drain_timeout_ms;	/* cm_http_stop grace period */
+	int drain_timeout_ms;	  /* cm_http_stop grace period */
 	const char *cors_origins; /* comma-separated exact origins, or NULL */
 };
 
@@ -84,24 +131,31 @@ typedef int (*cm_http_hook_fn)(struct cm_req *req, void *arg);
 
 struct cm_http_hooks {
 	cm_http_hook_fn auth;	/* may be NULL */
-	cm_http_hook_fn tenant;	/* may be NULL */
+	cm_http_hook_fn tenant; /* may be NULL */
 	void *arg;
 };
 
-/* cm_http_new - server for the routes (table not copied: keep it static);
-   `arg` is passed to every handler. NULL if a pattern is malformed. */
+/* cm_http_new - server for the routes (table not copied: keep it alive
+   until cm_http_free); `arg` is passed to every handler, hooks (may be
+   NULL) are copied. NULL if a route is malformed: unknown method, pattern
+   not starting with "/", an empty segment, a bad ":name", "*" not last,
+   more than 32 segments or 8 parameters, or a NULL handler. */
 struct cm_http *cm_http_new(const struct cm_http_config *cfg,
 			    const struct cm_route *routes, void *arg,
 			    const struct cm_http_hooks *hooks);
-/* cm_http_start - bind and start the workers; 0 or CM_E* with errbuf. */
+/* cm_http_start - bind and start the workers; 0 or CM_E* with errbuf
+   (CM_EINVAL when called twice). */
 int cm_http_start(struct cm_http *http, char errbuf[CM_ERRBUF_LEN]);
 /* cm_http_port - the bound port (after start). */
 int cm_http_port(const struct cm_http *http);
 /* cm_http_stop - begin a graceful drain; thread-safe; idempotent. */
 void cm_http_stop(struct cm_http *http);
-/* cm_http_wait - join the workers; 0 if every in-flight request finished. */
+/* cm_http_wait - wait for the workers to exit after cm_http_stop; 0 if
+   every in-flight request finished, CM_ETIMEDOUT if the drain deadline cut
+   some off. 0 at once for a server never started. */
 int cm_http_wait(struct cm_http *http);
-/* cm_http_free - free a stopped server; accepts NULL. */
+/* cm_http_free - free a server (stops and waits first if still running);
+   accepts NULL. */
 void cm_http_free(struct cm_http *http);
 
 /* Request accessors. Strings live until the handler returns. */
@@ -110,23 +164,29 @@ const char *cm_req_method(const struct cm_req *req);
 const char *cm_req_path(const struct cm_req *req);
 /* cm_req_route - the matched route (NULL for 404s). */
 const struct cm_route *cm_req_route(const struct cm_req *req);
-/* cm_req_param - a path parameter by name, or NULL. */
+/* cm_req_param - a path parameter by name (decoded), or NULL. */
 const char *cm_req_param(const struct cm_req *req, const char *name);
-/* cm_req_query - a decoded query parameter, or NULL. */
+/* cm_req_query - a query parameter's value ("+" and %XX decoded; names
+   match undecoded), or NULL. The query is parsed once, on first use; a
+   malformed query string has no parameters. */
 const char *cm_req_query(struct cm_req *req, const char *name);
 /* cm_req_header - a request header (case-insensitive), or NULL. */
 const char *cm_req_header(const struct cm_req *req, const char *name);
-/* cm_req_host - the Host header, lowercased, without port; "" if none. */
+/* cm_req_host - the Host header, lowercased, without port ("[::1]:80" ->
+   "[::1]"); "" if none or longer than 255 bytes. */
 const char *cm_req_host(struct cm_req *req);
 /* cm_req_id - the request id (never NULL). */
 const char *cm_req_id(const struct cm_req *req);
-/* cm_req_peer - the client's address as text. */
+/* cm_req_peer - the client's address as text ("" if unknown). */
 const char *cm_req_peer(const struct cm_req *req);
 /* cm_req_body - the raw body (may be empty, never NULL). */
 void cm_req_body(const struct cm_req *req, const char **data, size_t *len);
-/* cm_req_json - parse the body as a JSON object. 0, or an HTTP status (400
-   "invalid_json" saying where, 415 wrong Content-Type) already recorded with
-   cm_req_fail. The caller frees *out with cJSON_Delete. */
+/* cm_req_json - parse the body as a JSON object. 0, or an HTTP status
+   already recorded with cm_req_fail: 415 unsupported_media_type unless the
+   Content-Type is application/json (parameters such as charset allowed),
+   400 invalid_json for an empty body, malformed JSON (the message says
+   "line L, column C") or a value that is not an object. The caller frees
+   *out (NULL on error) with cJSON_Delete. */
 int cm_req_json(struct cm_req *req, cJSON **out);
 
 /* Identity set by the hooks; NULL when absent. */
@@ -140,21 +200,28 @@ void cm_req_set_principal(struct cm_req *req, const struct cm_principal *p);
 void cm_req_set_tenant(struct cm_req *req, const struct cm_tenant *t);
 
 /* Replies. A request is answered exactly once; later calls are ignored. */
-/* cm_req_fail - record an error body (code, printf message); returns
-   status so handlers write `status = cm_req_fail(...)`. */
+/* cm_req_fail - record an error body (code, printf message; the last call
+   wins, the message is cut at 255 bytes); returns status so handlers write
+   `status = cm_req_fail(...)`. */
 int cm_req_fail(struct cm_req *req, int status, const char *code,
 		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* cm_req_reply_json - send json with status; if an error was recorded, or
-   json is NULL with status >= 400, send the error body instead (a generic
-   "internal" one when none was recorded). */
+   json is NULL with status >= 400, send the error body instead, with the
+   recorded status (or a generic one named after status, "internal" for
+   5xx, when none was recorded). json NULL with status < 400 sends no body
+   (use 204). */
 void cm_req_reply_json(struct cm_req *req, int status, const cJSON *json);
 /* cm_req_reply - send raw bytes with a content type. */
 void cm_req_reply(struct cm_req *req, int status, const char *content_type,
 		  const void *body, size_t len);
-/* cm_req_set_header - add a response header before replying. */
-void cm_req_set_header(struct cm_req *req, const char *name,
-		       const char *value);
+/* cm_req_set_header - add a response header before replying (values with
+   CR or LF are dropped). */
+void cm_req_set_header(struct cm_req *req, const char *name, const char *value);
 /* cm_req_replied - whether a reply was sent. */
 bool cm_req_replied(const struct cm_req *req);
+/* cm_req_param_i64 - a path parameter as a base-10 integer in [min, max]:
+   0, CM_ENOENT (no such parameter) or CM_EINVAL. */
+int cm_req_param_i64(const struct cm_req *req, const char *name, int64_t min,
+		     int64_t max, int64_t *out);
 
 #endif
