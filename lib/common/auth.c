@@ -75,11 +75,9 @@ failf(char *errbuf, int code, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (errbuf) {
-		va_start(ap, fmt);
-		vsnprintf(errbuf, CM_ERRBUF_LEN, fmt, ap);
-		va_end(ap);
-	}
+	va_start(ap, fmt);
+	cm_verrf(errbuf, fmt, ap);
+	va_end(ap);
 	return code;
 }
 

@@ -45,21 +45,6 @@ static unsigned db_generation;
 static pthread_key_t db_key;
 static pthread_once_t db_key_once = PTHREAD_ONCE_INIT;
 
-static void db_errf(char *errbuf, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-db_errf(char *errbuf, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errbuf)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, CM_ERRBUF_LEN, fmt, ap);
-	va_end(ap);
-}
-
 /* "what: libpq message" on one line (libpq's messages end in newlines and
    may span several lines). */
 static void
@@ -70,7 +55,7 @@ db_pqerr(char *errbuf, const char *what, const char *msg)
 
 	if (!errbuf)
 		return;
-	db_errf(errbuf, "%s: %s", what, msg && *msg ? msg : "unknown error");
+	cm_errf(errbuf, "%s: %s", what, msg && *msg ? msg : "unknown error");
 	for (p = errbuf; *p; p++)
 		if (*p == '\n' || *p == '\t')
 			*p = ' ';
@@ -143,7 +128,7 @@ db_settings_get(struct db_settings *out, char *errbuf)
 
 	pthread_mutex_lock(&db_lock);
 	if (!db_cfg.conninfo) {
-		db_errf(errbuf, "db: not initialised");
+		cm_errf(errbuf, "db: not initialised");
 		rc = CM_EINVAL;
 	} else {
 		*out = db_cfg;
@@ -163,7 +148,7 @@ db_current_generation(unsigned *gen, char *errbuf)
 	pthread_mutex_lock(&db_lock);
 	*gen = db_generation;
 	if (!db_cfg.conninfo) {
-		db_errf(errbuf, "db: not initialised");
+		cm_errf(errbuf, "db: not initialised");
 		rc = CM_EINVAL;
 	}
 	pthread_mutex_unlock(&db_lock);
@@ -188,7 +173,7 @@ db_poll_connect(PGconn *conn, PostgresPollingStatusType (*step)(PGconn *),
 		}
 		left = deadline - cm_now_ms();
 		if (left <= 0) {
-			db_errf(errbuf, "db connect: timed out");
+			cm_errf(errbuf, "db connect: timed out");
 			return CM_ETIMEDOUT;
 		}
 		pfd.fd = PQsocket(conn);
@@ -249,7 +234,7 @@ db_connect(const struct db_settings *s, int timeout_ms, PGconn **out,
 	vals[3] = NULL;
 	conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn) {
-		db_errf(errbuf, "db connect: out of memory");
+		cm_errf(errbuf, "db connect: out of memory");
 		return CM_EIO;
 	}
 	PQsetNoticeProcessor(conn, db_notice, NULL);
@@ -366,12 +351,12 @@ db_config_check(const struct cm_db_config *cfg, char *errbuf)
 	char *perr = NULL;
 
 	if (!cfg || !cfg->conninfo || !*cfg->conninfo) {
-		db_errf(errbuf, "db: no conninfo");
+		cm_errf(errbuf, "db: no conninfo");
 		return CM_EINVAL;
 	}
 	if (cfg->connect_timeout_s < 1 || cfg->connect_timeout_s > 60 ||
 	    cfg->statement_timeout_ms < 0) {
-		db_errf(errbuf, "db: connect_timeout_s must be 1..60 and "
+		cm_errf(errbuf, "db: connect_timeout_s must be 1..60 and "
 				"statement_timeout_ms >= 0");
 		return CM_EINVAL;
 	}
@@ -379,7 +364,7 @@ db_config_check(const struct cm_db_config *cfg, char *errbuf)
 	if (!opts) {
 		/* perr may quote the conninfo, password included: not shown */
 		PQfreemem(perr);
-		db_errf(errbuf, "db: conninfo does not parse");
+		cm_errf(errbuf, "db: conninfo does not parse");
 		return CM_EINVAL;
 	}
 	PQconninfoFree(opts);
@@ -469,7 +454,7 @@ db_result_error(PGconn *conn, const PGresult *res, char *errbuf)
 	}
 	cut = strstr(msg, ": \"");
 	len = cut ? (int)(cut - msg) : (int)strlen(msg);
-	db_errf(errbuf, "%.*s (SQLSTATE %s)", len, msg, state);
+	cm_errf(errbuf, "%.*s (SQLSTATE %s)", len, msg, state);
 	return db_sqlstate_code(state);
 }
 
@@ -487,7 +472,7 @@ db_result_check(PGconn *conn, const PGresult *res, char *errbuf)
 		return 0;
 	if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR)
 		return db_result_error(conn, res, errbuf);
-	db_errf(errbuf, "db: unexpected result %s", PQresStatus(st));
+	cm_errf(errbuf, "db: unexpected result %s", PQresStatus(st));
 	return CM_EIO;
 }
 
@@ -535,7 +520,7 @@ cm_db_query(PGconn *conn, const char *sql, int nparams,
 	if (out)
 		*out = NULL;
 	if (!conn || !sql || nparams < 0 || (nparams > 0 && !params)) {
-		db_errf(errbuf, "db query: bad arguments");
+		cm_errf(errbuf, "db query: bad arguments");
 		return CM_EINVAL;
 	}
 	retry = db_retry_target(conn);
@@ -566,7 +551,7 @@ db_commit(PGconn *conn, char *errbuf)
 
 	rc = cm_db_query(conn, "COMMIT", 0, NULL, &res, errbuf);
 	if (rc == 0 && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-		db_errf(errbuf, "db: transaction aborted by an earlier error "
+		cm_errf(errbuf, "db: transaction aborted by an earlier error "
 				"and rolled back");
 		rc = CM_EIO;
 	}
@@ -587,7 +572,7 @@ db_tx_run(const char *tenant_id, cm_db_work_fn fn, void *arg, char *errbuf)
 		return rc;
 	conn = t->conn;
 	if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
-		db_errf(errbuf, "db: a transaction is already open here");
+		cm_errf(errbuf, "db: a transaction is already open here");
 		return CM_EINVAL;
 	}
 	rc = cm_db_query(conn, "BEGIN", 0, NULL, NULL, errbuf);
@@ -611,7 +596,7 @@ int
 cm_db_tx(cm_db_work_fn fn, void *arg, char errbuf[CM_ERRBUF_LEN])
 {
 	if (!fn) {
-		db_errf(errbuf, "db tx: no work function");
+		cm_errf(errbuf, "db tx: no work function");
 		return CM_EINVAL;
 	}
 	return db_tx_run(NULL, fn, arg, errbuf);
@@ -622,11 +607,11 @@ cm_db_tx_tenant(const char *tenant_id, cm_db_work_fn fn, void *arg,
 		char errbuf[CM_ERRBUF_LEN])
 {
 	if (!tenant_id || !cm_is_uuid(tenant_id)) {
-		db_errf(errbuf, "db tx: tenant id is not a uuid");
+		cm_errf(errbuf, "db tx: tenant id is not a uuid");
 		return CM_EINVAL;
 	}
 	if (!fn) {
-		db_errf(errbuf, "db tx: no work function");
+		cm_errf(errbuf, "db tx: no work function");
 		return CM_EINVAL;
 	}
 	return db_tx_run(tenant_id, fn, arg, errbuf);
@@ -648,7 +633,7 @@ db_ping_query(PGconn *conn, int64_t deadline, char *errbuf)
 	while (PQisBusy(conn)) {
 		left = deadline - cm_now_ms();
 		if (left <= 0) {
-			db_errf(errbuf, "db ping: timed out");
+			cm_errf(errbuf, "db ping: timed out");
 			return CM_ETIMEDOUT;
 		}
 		pfd.fd = PQsocket(conn);
@@ -680,7 +665,7 @@ cm_db_ping(int timeout_ms, char errbuf[CM_ERRBUF_LEN])
 	int64_t left;
 
 	if (timeout_ms <= 0) {
-		db_errf(errbuf, "db ping: timeout must be positive");
+		cm_errf(errbuf, "db ping: timeout must be positive");
 		return CM_EINVAL;
 	}
 	for (attempt = 0; attempt < 2; attempt++) {
@@ -745,14 +730,14 @@ db_list_migrations(const char *dir, char ***out, size_t *nout, char *errbuf)
 	d = opendir(dir);
 	if (!d) {
 		rc = errno == ENOENT ? CM_ENOENT : CM_EIO;
-		db_errf(errbuf, "migrations dir %s: %s", dir, strerror(errno));
+		cm_errf(errbuf, "migrations dir %s: %s", dir, strerror(errno));
 		return rc;
 	}
 	while ((de = readdir(d))) {
 		if (!db_migration_name_ok(de->d_name))
 			continue;
 		if (n == DB_MIGRATION_MAX_FILES) {
-			db_errf(errbuf, "migrations dir %s: too many files",
+			cm_errf(errbuf, "migrations dir %s: too many files",
 				dir);
 			rc = CM_E2BIG;
 			break;
@@ -783,7 +768,7 @@ db_read_fd(int fd, size_t size, char **out, char *errbuf)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
-			db_errf(errbuf, "read: %s", strerror(errno));
+			cm_errf(errbuf, "read: %s", strerror(errno));
 			free(data);
 			return CM_EIO;
 		}
@@ -793,7 +778,7 @@ db_read_fd(int fd, size_t size, char **out, char *errbuf)
 	}
 	data[got] = '\0';
 	if (memchr(data, '\0', got)) {
-		db_errf(errbuf, "contains a NUL byte");
+		cm_errf(errbuf, "contains a NUL byte");
 		free(data);
 		return CM_EINVAL;
 	}
@@ -811,17 +796,17 @@ db_read_migration(const char *dir, const char *name, char **out, char *errbuf)
 
 	cm_buf_printf(&path, "%s/%s", dir, name);
 	if (cm_buf_error(&path) < 0) {
-		db_errf(errbuf, "path too long");
+		cm_errf(errbuf, "path too long");
 		goto out;
 	}
 	fd = open(cm_buf_str(&path), O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		db_errf(errbuf, "%s", strerror(errno));
+		cm_errf(errbuf, "%s", strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) ||
 	    st.st_size > (off_t)DB_MIGRATION_MAX_BYTES) {
-		db_errf(errbuf, "not a regular file of at most %zu bytes",
+		cm_errf(errbuf, "not a regular file of at most %zu bytes",
 			DB_MIGRATION_MAX_BYTES);
 		rc = S_ISREG(st.st_mode) ? CM_E2BIG : CM_EINVAL;
 		goto out;
@@ -847,7 +832,7 @@ db_run_migration_sql(PGconn *conn, const char *sql, char *errbuf)
 		rc = db_result_check(conn, res, errbuf);
 	PQclear(res);
 	if (rc == 0 && PQtransactionStatus(conn) != PQTRANS_INTRANS) {
-		db_errf(errbuf, "ends the transaction itself (no BEGIN/COMMIT "
+		cm_errf(errbuf, "ends the transaction itself (no BEGIN/COMMIT "
 				"in migrations)");
 		rc = CM_EINVAL;
 	}
@@ -884,7 +869,7 @@ db_apply_migration(PGconn *conn, const char *dir, const char *table,
 out:
 	if (rc < 0) {
 		db_rollback(conn);
-		db_errf(errbuf, "migration %s: %s", name, detail);
+		cm_errf(errbuf, "migration %s: %s", name, detail);
 	}
 	PQclear(res);
 	free(text);
@@ -906,7 +891,7 @@ db_migrations_table(PGconn *conn, const char *schema, char **out, char *errbuf)
 	rc = db_exec(conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1,
 		     params, &res, errbuf);
 	if (rc == 0 && PQntuples(res) == 0) {
-		db_errf(errbuf,
+		cm_errf(errbuf,
 			"db migrate: schema %s does not exist (the "
 			"bootstrap script creates it)",
 			schema);
@@ -978,7 +963,7 @@ cm_db_migrate(const char *dir, const char *schema, char errbuf[CM_ERRBUF_LEN])
 	int rc;
 
 	if (!dir || !schema || !*schema) {
-		db_errf(errbuf, "db migrate: no dir or schema");
+		cm_errf(errbuf, "db migrate: no dir or schema");
 		return CM_EINVAL;
 	}
 	rc = db_conn_get(&t, 0, errbuf);
@@ -1016,19 +1001,19 @@ cm_db_check_role(char errbuf[CM_ERRBUF_LEN])
 	if (rc < 0)
 		goto out;
 	if (PQntuples(res) != 1) {
-		db_errf(errbuf, "db: the session role is not in pg_roles");
+		cm_errf(errbuf, "db: the session role is not in pg_roles");
 		rc = CM_EIO;
 		goto out;
 	}
 	role = PQgetvalue(res, 0, 0);
 	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
-		db_errf(errbuf,
+		cm_errf(errbuf,
 			"db: role %s is a superuser: row-level "
 			"security would not apply",
 			role);
 		rc = CM_EPERM;
 	} else if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
-		db_errf(errbuf,
+		cm_errf(errbuf,
 			"db: role %s has BYPASSRLS: row-level "
 			"security would not apply",
 			role);

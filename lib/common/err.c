@@ -1,6 +1,7 @@
 /* err.c - descriptions of CM_E* codes. */
 #include "common/err.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "common/banned.h"
@@ -42,4 +43,21 @@ cm_strerror(int code)
 	default:
 		return code < 0 ? strerror(-code) : "unknown error";
 	}
+}
+
+void
+cm_verrf(char *errbuf, const char *fmt, va_list ap)
+{
+	if (errbuf)
+		vsnprintf(errbuf, CM_ERRBUF_LEN, fmt, ap);
+}
+
+void
+cm_errf(char *errbuf, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cm_verrf(errbuf, fmt, ap);
+	va_end(ap);
 }

@@ -37,21 +37,6 @@ struct fetch_ctx {
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
 
-static void set_err(char *errbuf, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-set_err(char *errbuf, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errbuf)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, CM_ERRBUF_LEN, fmt, ap);
-	va_end(ap);
-}
-
 static void
 global_init(void)
 {
@@ -161,7 +146,7 @@ check_literal_host(const char *host, char *errbuf)
 	if (tmp[0] == '[') {
 		tmp[strcspn(tmp, "%]")] = '\0';
 		if (inet_pton(AF_INET6, tmp + 1, &sin6.sin6_addr) != 1) {
-			set_err(errbuf, "bad ipv6 literal in url");
+			cm_errf(errbuf, "bad ipv6 literal in url");
 			return CM_EINVAL;
 		}
 		sa = (const struct sockaddr *)&sin6;
@@ -172,7 +157,7 @@ check_literal_host(const char *host, char *errbuf)
 			sa = (const struct sockaddr *)&sin;
 	}
 	if (sa && !cm_addr_is_public(sa)) {
-		set_err(errbuf, "address not allowed");
+		cm_errf(errbuf, "address not allowed");
 		return CM_EACCES;
 	}
 	return 0;
@@ -187,17 +172,17 @@ check_url_parts(CURLU *u, char *errbuf)
 
 	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-		set_err(errbuf, "url scheme not allowed");
+		cm_errf(errbuf, "url scheme not allowed");
 		goto out;
 	}
 	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) == CURLUE_OK) {
-		set_err(errbuf, "credentials in url not allowed");
+		cm_errf(errbuf, "credentials in url not allowed");
 		goto out;
 	}
 	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
 	    !host[0]) {
-		set_err(errbuf, "url has no host");
+		cm_errf(errbuf, "url has no host");
 		goto out;
 	}
 	rc = check_literal_host(host, errbuf);
@@ -216,17 +201,17 @@ cm_url_check_user(const char *url, char errbuf[CM_ERRBUF_LEN])
 	int rc = CM_EINVAL;
 
 	if (!url || strnlen(url, USER_URL_MAX + 1) > USER_URL_MAX) {
-		set_err(errbuf, "url missing or over %d bytes", USER_URL_MAX);
+		cm_errf(errbuf, "url missing or over %d bytes", USER_URL_MAX);
 		goto out;
 	}
 	u = curl_url();
 	if (!u) {
-		set_err(errbuf, "out of memory parsing url");
+		cm_errf(errbuf, "out of memory parsing url");
 		rc = CM_ENOMEM;
 		goto out;
 	}
 	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
-		set_err(errbuf, "malformed url");
+		cm_errf(errbuf, "malformed url");
 		goto out;
 	}
 	rc = check_url_parts(u, errbuf);
@@ -319,21 +304,21 @@ check_args(const char *method, const char *url, const void *body,
 	size_t i;
 
 	if (!method || !valid_method(method) || !url || !*url) {
-		set_err(errbuf, "bad method or url");
+		cm_errf(errbuf, "bad method or url");
 		return CM_EINVAL;
 	}
 	if ((!body && body_len) || (body && !strcmp(method, "HEAD"))) {
-		set_err(errbuf, "bad request body");
+		cm_errf(errbuf, "bad request body");
 		return CM_EINVAL;
 	}
 	for (i = 0; opts->headers && opts->headers[i]; i++) {
 		if (!header_ok(opts->headers[i])) {
-			set_err(errbuf, "bad request header %zu", i);
+			cm_errf(errbuf, "bad request header %zu", i);
 			return CM_EINVAL;
 		}
 	}
 	if (opts->content_type && strpbrk(opts->content_type, "\r\n")) {
-		set_err(errbuf, "bad content type");
+		cm_errf(errbuf, "bad content type");
 		return CM_EINVAL;
 	}
 	return 0;
@@ -353,13 +338,13 @@ build_headers(const struct cm_fetch_opts *opts, struct curl_slist **out,
 	if (*out && opts->content_type) {
 		if ((size_t)snprintf(ctype, sizeof(ctype), "Content-Type: %s",
 				     opts->content_type) >= sizeof(ctype)) {
-			set_err(errbuf, "content type too long");
+			cm_errf(errbuf, "content type too long");
 			return CM_EINVAL;
 		}
 		*out = curl_slist_append(*out, ctype);
 	}
 	if (!*out) {
-		set_err(errbuf, "out of memory building headers");
+		cm_errf(errbuf, "out of memory building headers");
 		return CM_ENOMEM;
 	}
 	return 0;
@@ -461,14 +446,14 @@ attempt_result(struct fetch_ctx *ctx, CURLcode code,
 		return 0;
 	}
 	if (ctx->too_big) {
-		set_err(errbuf, "response over %zu bytes", ctx->body->cap);
+		cm_errf(errbuf, "response over %zu bytes", ctx->body->cap);
 		return CM_E2BIG;
 	}
 	if (ctx->refused && code == CURLE_COULDNT_CONNECT) {
-		set_err(errbuf, "address not allowed");
+		cm_errf(errbuf, "address not allowed");
 		return CM_EACCES;
 	}
-	set_err(errbuf, "%s",
+	cm_errf(errbuf, "%s",
 		ctx->curl_err[0] ? ctx->curl_err : curl_easy_strerror(code));
 	if (code == CURLE_OPERATION_TIMEDOUT)
 		return CM_ETIMEDOUT;
@@ -543,14 +528,14 @@ cm_fetch(const char *method, const char *url, const void *body, size_t body_len,
 	struct curl_slist *headers = NULL;
 	int rc;
 
-	set_err(errbuf, "%s", "");
+	cm_errf(errbuf, "%s", "");
 	opts = opts ? opts : &defaults;
 	response_init(resp, opts);
 	rc = check_args(method, url, body, body_len, opts, errbuf);
 	if (rc < 0)
 		goto out;
 	if (cm_http_client_global() < 0) {
-		set_err(errbuf, "curl_global_init failed");
+		cm_errf(errbuf, "curl_global_init failed");
 		rc = CM_EIO;
 		goto out;
 	}
@@ -566,7 +551,7 @@ cm_fetch(const char *method, const char *url, const void *body, size_t body_len,
 	    setup_method(ctx.curl, method, body, body_len) != CURLE_OK ||
 	    setup_redirects_and_guard(ctx.curl, &ctx, opts->user_url) !=
 		    CURLE_OK) {
-		set_err(errbuf, "curl setup failed");
+		cm_errf(errbuf, "curl setup failed");
 		rc = CM_EIO;
 		goto out;
 	}

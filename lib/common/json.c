@@ -15,18 +15,6 @@
 /* Largest magnitude a double holds exactly with every integer below it. */
 #define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1 */
 
-static void __attribute__((format(printf, 2, 3)))
-set_err(char *errbuf, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errbuf)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, CM_ERRBUF_LEN, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- parsing ------------------------------------------------------------ */
 
 /* 1-based line and byte column of pos in text. */
@@ -54,7 +42,7 @@ err_at(const char *text, size_t len, const char *pos, const char *what,
 	if (!pos || pos < text || pos > text + len)
 		pos = text + len;
 	line_col(text, pos, &line, &col);
-	set_err(errbuf, "%s at line %zu, column %zu", what, line, col);
+	cm_errf(errbuf, "%s at line %zu, column %zu", what, line, col);
 }
 
 /* Where the text first nests deeper than CM_JSON_MAX_DEPTH, or NULL. A
@@ -95,7 +83,7 @@ cm_json_parse(const char *data, size_t len, char errbuf[CM_ERRBUF_LEN])
 	char what[64];
 
 	if (len > CM_JSON_MAX_INPUT) {
-		set_err(errbuf,
+		cm_errf(errbuf,
 			"JSON document too large (%zu bytes, limit %zu)", len,
 			(size_t)CM_JSON_MAX_INPUT);
 		goto out;
@@ -151,9 +139,9 @@ field(const cJSON *obj, const char *path, const char *name, bool required,
 
 	if (!cJSON_IsObject(obj)) {
 		if (path)
-			set_err(errbuf, "field '%s' must be an object", path);
+			cm_errf(errbuf, "field '%s' must be an object", path);
 		else
-			set_err(errbuf, "the JSON document must be an object");
+			cm_errf(errbuf, "the JSON document must be an object");
 		*rc = CM_EINVAL;
 		return NULL;
 	}
@@ -162,7 +150,7 @@ field(const cJSON *obj, const char *path, const char *name, bool required,
 		return f;
 	*rc = CM_ENOENT;
 	if (required) {
-		set_err(errbuf, "field '%s%s%s' is required", path ? path : "",
+		cm_errf(errbuf, "field '%s%s%s' is required", path ? path : "",
 			path ? "." : "", name);
 		*rc = CM_EINVAL;
 	}
@@ -179,7 +167,7 @@ bad(char *errbuf, const char *path, const char *name, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	set_err(errbuf, "field '%s%s%s' %s", path ? path : "", path ? "." : "",
+	cm_errf(errbuf, "field '%s%s%s' %s", path ? path : "", path ? "." : "",
 		name, what);
 	return CM_EINVAL;
 }

@@ -45,21 +45,6 @@ static unsigned redis_generation;
 static pthread_key_t redis_key;
 static pthread_once_t redis_key_once = PTHREAD_ONCE_INIT;
 
-static void redis_errf(char *errbuf, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-redis_errf(char *errbuf, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errbuf)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, CM_ERRBUF_LEN, fmt, ap);
-	va_end(ap);
-}
-
 static struct timeval
 redis_tv(int ms)
 {
@@ -134,7 +119,7 @@ redis_settings_get(struct redis_settings *out, char *errbuf)
 
 	pthread_mutex_lock(&redis_lock);
 	if (!redis_cfg.host) {
-		redis_errf(errbuf, "redis: not initialised");
+		cm_errf(errbuf, "redis: not initialised");
 		rc = CM_EINVAL;
 	} else {
 		*out = redis_cfg;
@@ -154,7 +139,7 @@ redis_current_generation(unsigned *gen, char *errbuf)
 	pthread_mutex_lock(&redis_lock);
 	*gen = redis_generation;
 	if (!redis_cfg.host) {
-		redis_errf(errbuf, "redis: not initialised");
+		cm_errf(errbuf, "redis: not initialised");
 		rc = CM_EINVAL;
 	}
 	pthread_mutex_unlock(&redis_lock);
@@ -194,12 +179,11 @@ redis_handshake(redisContext *c, int argc, const char **argv, const char *what,
 
 	r = redisCommandArgv(c, argc, argv, NULL);
 	if (!r) {
-		redis_errf(errbuf, "redis %s: %s", what, c->errstr);
+		cm_errf(errbuf, "redis %s: %s", what, c->errstr);
 		return CM_EIO;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
-		redis_errf(
-			errbuf, "redis %s: %.*s", what,
+		cm_errf(errbuf, "redis %s: %.*s", what,
 			(int)(r->len < CM_ERRBUF_LEN ? r->len : CM_ERRBUF_LEN),
 			r->str);
 		rc = CM_EIO;
@@ -216,7 +200,7 @@ redis_session(redisContext *c, const struct redis_settings *s, char *errbuf)
 	int rc = 0;
 
 	if (redisSetTimeout(c, redis_tv(s->command_timeout_ms)) != REDIS_OK) {
-		redis_errf(errbuf, "redis: cannot set the command timeout");
+		cm_errf(errbuf, "redis: cannot set the command timeout");
 		return CM_EIO;
 	}
 	redisEnableKeepAlive(c);
@@ -246,14 +230,14 @@ redis_connect(const struct redis_settings *s, redisContext **out, char *errbuf)
 	else
 		c = redisConnectWithTimeout(s->host, s->port, tv);
 	if (!c) {
-		redis_errf(errbuf, "redis connect: out of memory");
+		cm_errf(errbuf, "redis connect: out of memory");
 		return CM_EIO;
 	}
 	if (c->err) {
 		rc = c->err == REDIS_ERR_IO && errno == ETIMEDOUT ? CM_ETIMEDOUT
 								  : CM_EIO;
-		redis_errf(errbuf, "redis connect %s:%d: %s", s->host, s->port,
-			   c->errstr);
+		cm_errf(errbuf, "redis connect %s:%d: %s", s->host, s->port,
+			c->errstr);
 		redisFree(c);
 		return rc;
 	}
@@ -304,10 +288,10 @@ redis_io_failure(struct redis_thread *t, int err_no, char *errbuf)
 
 	if (c->err == REDIS_ERR_IO &&
 	    (err_no == EAGAIN || err_no == EWOULDBLOCK)) {
-		redis_errf(errbuf, "redis: command timed out");
+		cm_errf(errbuf, "redis: command timed out");
 		rc = CM_ETIMEDOUT;
 	} else {
-		redis_errf(errbuf, "redis: %s", c->errstr);
+		cm_errf(errbuf, "redis: %s", c->errstr);
 		if ((c->err == REDIS_ERR_IO || c->err == REDIS_ERR_EOF) &&
 		    c->obuf && sdslen(c->obuf) > 0)
 			rc = REDIS_RETRY;
@@ -327,8 +311,7 @@ redis_finish(struct redis_thread *t, redisReply *r, int err_no,
 	if (restore_timeout && redisSetTimeout(t->c, tv) != REDIS_OK)
 		redis_thread_close(t); /* the next call reconnects */
 	if (r->type == REDIS_REPLY_ERROR) {
-		redis_errf(
-			errbuf, "%.*s",
+		cm_errf(errbuf, "%.*s",
 			(int)(r->len < CM_ERRBUF_LEN ? r->len : CM_ERRBUF_LEN),
 			r->str);
 		freeReplyObject(r);
@@ -356,7 +339,7 @@ redis_exec(int argc, const char **argv, const size_t *lens, int timeout_ms,
 		longer = timeout_ms > t->command_timeout_ms;
 		if (longer &&
 		    redisSetTimeout(t->c, redis_tv(timeout_ms)) != REDIS_OK) {
-			redis_errf(errbuf, "redis: cannot set the timeout");
+			cm_errf(errbuf, "redis: cannot set the timeout");
 			redis_thread_close(t);
 			return CM_EIO;
 		}
@@ -373,13 +356,13 @@ static int
 redis_config_check(const struct cm_redis_config *cfg, char *errbuf)
 {
 	if (!cfg || !cfg->host || !*cfg->host) {
-		redis_errf(errbuf, "redis: no host");
+		cm_errf(errbuf, "redis: no host");
 		return CM_EINVAL;
 	}
 	if ((cfg->host[0] != '/' && (cfg->port < 1 || cfg->port > 65535)) ||
 	    cfg->db < 0 || cfg->connect_timeout_ms < 0 ||
 	    cfg->command_timeout_ms < 0) {
-		redis_errf(errbuf, "redis: bad port, db or timeout");
+		cm_errf(errbuf, "redis: bad port, db or timeout");
 		return CM_EINVAL;
 	}
 	return 0;
@@ -444,7 +427,7 @@ cm_redis_cmd(int argc, const char **argv, const size_t *argvlen,
 	redisReply *r = NULL;
 
 	if (argc < 1 || !argv) {
-		redis_errf(errbuf, "redis: empty command");
+		cm_errf(errbuf, "redis: empty command");
 		return NULL;
 	}
 	redis_exec(argc, argv, argvlen, 0, &r, errbuf);
@@ -484,7 +467,7 @@ cm_redis_ping(char errbuf[CM_ERRBUF_LEN])
 	rc = redis_exec(1, argv, NULL, 0, &r, errbuf);
 	if (rc == 0 &&
 	    (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)) {
-		redis_errf(errbuf, "redis ping: unexpected reply");
+		cm_errf(errbuf, "redis ping: unexpected reply");
 		rc = CM_EIO;
 	}
 	freeReplyObject(r);
@@ -536,14 +519,14 @@ cm_redis_xadd(const char *stream, size_t maxlen, int nfields,
 		goto bad;
 	rc = redis_exec(argc, argv, NULL, 0, &r, errbuf);
 	if (rc == 0 && (r->type != REDIS_REPLY_STRING || r->len >= 64)) {
-		redis_errf(errbuf, "redis xadd: unexpected reply");
+		cm_errf(errbuf, "redis xadd: unexpected reply");
 		rc = CM_EPROTO;
 	} else if (rc == 0 && id_out) {
 		memcpy(id_out, r->str, r->len + 1);
 	}
 	goto out;
 bad:
-	redis_errf(errbuf, "redis xadd: bad arguments");
+	cm_errf(errbuf, "redis xadd: bad arguments");
 out:
 	freeReplyObject(r);
 	free(argv);
@@ -561,7 +544,7 @@ cm_redis_xgroup_create(const char *stream, const char *group,
 	int rc;
 
 	if (!stream || !group) {
-		redis_errf(errbuf, "redis xgroup: bad arguments");
+		cm_errf(errbuf, "redis xgroup: bad arguments");
 		return CM_EINVAL;
 	}
 	if (!start_id)
@@ -585,7 +568,7 @@ cm_redis_xreadgroup(const char *stream, const char *group, const char *consumer,
 	int argc = 0;
 
 	if (!stream || !group || !consumer || block_ms > REDIS_MAX_BLOCK_MS) {
-		redis_errf(errbuf, "redis xreadgroup: bad arguments");
+		cm_errf(errbuf, "redis xreadgroup: bad arguments");
 		return NULL;
 	}
 	argv[argc++] = "XREADGROUP";
@@ -619,12 +602,12 @@ cm_redis_xack(const char *stream, const char *group, const char *id,
 	int rc;
 
 	if (!stream || !group || !id) {
-		redis_errf(errbuf, "redis xack: bad arguments");
+		cm_errf(errbuf, "redis xack: bad arguments");
 		return CM_EINVAL;
 	}
 	rc = redis_exec(4, argv, NULL, 0, &r, errbuf);
 	if (rc == 0 && r->type != REDIS_REPLY_INTEGER) {
-		redis_errf(errbuf, "redis xack: unexpected reply");
+		cm_errf(errbuf, "redis xack: unexpected reply");
 		rc = CM_EPROTO;
 	}
 	freeReplyObject(r);
@@ -642,7 +625,7 @@ cm_redis_xautoclaim(const char *stream, const char *group, const char *consumer,
 	int argc = 0;
 
 	if (!stream || !group || !consumer || min_idle_ms < 0) {
-		redis_errf(errbuf, "redis xautoclaim: bad arguments");
+		cm_errf(errbuf, "redis xautoclaim: bad arguments");
 		return NULL;
 	}
 	snprintf(idles, sizeof(idles), "%d", min_idle_ms);

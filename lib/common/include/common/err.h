@@ -13,6 +13,7 @@
 #define COMMON_ERR_H
 
 #include <errno.h>
+#include <stdarg.h>
 
 #define CM_ERRBUF_LEN 256
 
@@ -34,5 +35,11 @@
 
 /* cm_strerror - a short lowercase description of a CM_E* code. */
 const char *cm_strerror(int code);
+/* cm_errf - format a message into errbuf[CM_ERRBUF_LEN]; errbuf may be
+   NULL (the message is dropped). Never pass a secret. */
+void cm_errf(char *errbuf, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* cm_verrf - va_list form of cm_errf. */
+void cm_verrf(char *errbuf, const char *fmt, va_list ap);
 
 #endif
