@@ -1040,13 +1040,13 @@ origin_allowed(const struct cm_req *req)
 /* Date, X-Request-ID and the constant security headers go out as ONE
    header entry. evhttp formats every header with its own printf and three
    allocations (and the Date with gmtime), which made up a third of the
-   cost of a small reply. The entry is added with a placeholder of the
+   cost of a small reply. The entry is added with filler text of the
    right length (evhttp refuses CR LF in values), then overwritten in
    place; its key is "Date" so that evhttp adds no second one. Only
    validated or constant text goes in (the request id is [A-Za-z0-9._-]). */
 #define X8 "xxxxxxxx"
 #define X64 X8 X8 X8 X8 X8 X8 X8 X8
-static const char placeholder[] = X64 X64 X64 X64 X64 X64 X64 X64;
+static const char filler[] = X64 X64 X64 X64 X64 X64 X64 X64;
 
 #define SEC_HEADERS                           \
 	"X-Content-Type-Options: nosniff\r\n" \
@@ -1085,7 +1085,7 @@ worker_date(struct worker *w)
 static void
 headers_block(struct cm_req *req, struct evkeyvalq *h, bool json)
 {
-	char v[sizeof(placeholder)];
+	char v[sizeof(filler)];
 	size_t n = 0, cap = sizeof(v);
 	struct evkeyval *kv;
 
@@ -1099,8 +1099,7 @@ headers_block(struct cm_req *req, struct evkeyvalq *h, bool json)
 		n = put(v, n, cap, "\r\nVary: Origin");
 	if (n >= cap) /* cannot happen: the parts are bounded */
 		return;
-	evhttp_add_header(h, "Date",
-			  placeholder + (sizeof(placeholder) - 1 - n));
+	evhttp_add_header(h, "Date", filler + (sizeof(filler) - 1 - n));
 	kv = TAILQ_LAST(h, evkeyvalq);
 	if (kv && !strcmp(kv->key, "Date") && strlen(kv->value) == n)
 		memcpy(kv->value, v, n);
