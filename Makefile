@@ -58,7 +58,7 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
 FAKES_SRC := $(wildcard tests/fakes/*.c)
 FAKES := $(FAKES_SRC:tests/fakes/%.c=$(BUILD)/fakes/%)
 
-.PHONY: all test run checksrc clean deps tests bench
+.PHONY: all test run checksrc clean deps tests bench test-containers
 .SECONDARY:
 all: $(LIB) $(BINS)
 
@@ -117,6 +117,11 @@ bench: all
 
 checksrc:
 	@scripts/checksrc
+
+# Build every image and run the whole stack in containers (Docker or
+# Podman; installs Podman when needed). See docs/deploy.md.
+test-containers:
+	@scripts/test-containers $(TEST_CONTAINERS_ARGS)
 
 clean:
 	rm -rf build
