@@ -360,8 +360,21 @@ auth_user_token(struct cm_service *svc, struct cm_req *req, const char *token)
 {
 	char errbuf[CM_ERRBUF_LEN] = "";
 	struct cm_principal p;
+	int rc = CM_ENOENT;
 
-	if (cm_auth_verify(svc->auth, token, &p, errbuf) < 0) {
+	if (svc->desc->authenticate) {
+		memset(&p, 0, sizeof(p));
+		rc = svc->desc->authenticate(req, token, &p, svc->arg);
+		if (rc == 0) {
+			cm_req_set_principal(req, &p);
+			return 0;
+		}
+		if (rc != CM_ENOENT)
+			snprintf(errbuf, CM_ERRBUF_LEN,
+				 "refused by the service's authenticator");
+	}
+	if (rc != CM_ENOENT ||
+	    cm_auth_verify(svc->auth, token, &p, errbuf) < 0) {
 		cm_log_info("token refused: %s", errbuf);
 		cm_req_set_header(req, "WWW-Authenticate",
 				  "Bearer error=\"invalid_token\"");

@@ -1,18 +1,27 @@
 /*
- * service.c - brain: API gateway, tenants, users and sign-in.
+ * service.c - brain: tenants, users and sign-in (the gateway comes later).
  *
  * This file is the service's whole surface: its settings and its routes.
- * /health, /health/ready and /metrics come from libcommon. The features
- * arrive with their own issues; until then the route table is empty.
+ * /health, /health/ready, /metrics and /whoami come from libcommon. The
+ * design (data model, roles, tokens) is in docs/brain.md and the contract
+ * in proto/openapi/brain.yaml.
  */
 #include "common/service.h"
 
+#include "brain.h"
+
+#include "common/log.h"
+#include "common/mem.h"
+
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/banned.h"
 
-/* Peers brain routes to (the gateway issue uses them). */
 static const struct cm_config_item brain_config[] = {
+	/* Peers brain routes to (the gateway issue uses them). */
 	{ "CMS_URL", CM_CFG_URL, "http://127.0.0.1:8002", 0, 2048, 0, "cms" },
 	{ "CRM_URL", CM_CFG_URL, "http://127.0.0.1:8003", 0, 2048, 0, "crm" },
 	{ "IMAGE_URL", CM_CFG_URL, "http://127.0.0.1:8004", 0, 2048, 0,
@@ -29,12 +38,155 @@ static const struct cm_config_item brain_config[] = {
 	  "event-bus" },
 	{ "DASHBOARD_SERVER_URL", CM_CFG_URL, "http://127.0.0.1:8010", 0, 2048,
 	  0, "dashboard-server" },
+	/* Sign-in and tenants. */
+	{ "BRAIN_BOOTSTRAP_ADMIN_EMAIL", CM_CFG_STRING, NULL, 0, 254, 0,
+	  "create (or promote) this platform super admin at start-up" },
+	{ "BRAIN_BOOTSTRAP_ADMIN_PASSWORD_FILE", CM_CFG_STRING, NULL, 0, 4096,
+	  0, "file holding the bootstrap admin's password (12+ chars)" },
+	{ "BRAIN_REFRESH_TTL_S", CM_CFG_INT, "2592000", 300, 31536000, 0,
+	  "refresh token lifetime in seconds" },
+	{ "BRAIN_TENANT_DELETE_GRACE_DAYS", CM_CFG_INT, "30", 1, 365, 0,
+	  "days a deleted tenant can be restored" },
+	{ "BRAIN_LOGIN_MAX_FAILS", CM_CFG_INT, "5", 1, 1000, 0,
+	  "failed sign-ins per account per window" },
+	{ "BRAIN_LOGIN_MAX_FAILS_PER_ADDR", CM_CFG_INT, "50", 1, 100000, 0,
+	  "failed sign-ins per client address per window" },
+	{ "BRAIN_LOGIN_WINDOW_S", CM_CFG_INT, "900", 1, 86400, 0,
+	  "failed sign-in window in seconds" },
+	{ "BRAIN_OPENAPI_FILE", CM_CFG_STRING, "proto/openapi/brain.yaml", 1,
+	  4096, 0, "the API document served at /brain/openapi.json" },
 	CM_CONFIG_END
 };
 
+#define ADMIN CM_ROUTE_NO_TENANT
+#define USER CM_ROUTE_NO_TENANT
+
 static const struct cm_route brain_routes[] = {
+	{ "POST", "/api/auth/login", brain_h_login, CM_ROUTE_PUBLIC },
+	{ "POST", "/api/auth/refresh", brain_h_refresh, CM_ROUTE_PUBLIC },
+	{ "POST", "/api/auth/logout", brain_h_logout, USER },
+	{ "GET", "/api/auth/me", brain_h_me, USER },
+	{ "POST", "/api/auth/switch-tenant", brain_h_switch_tenant, USER },
+	{ "POST", "/api/auth/accept-invitation", brain_h_invite_accept,
+	  CM_ROUTE_PUBLIC },
+	{ "GET", "/api/admin/tenants", brain_h_tenants_list, ADMIN },
+	{ "POST", "/api/admin/tenants", brain_h_tenants_create, ADMIN },
+	{ "GET", "/api/admin/tenants/:id", brain_h_tenant_get, ADMIN },
+	{ "PATCH", "/api/admin/tenants/:id", brain_h_tenant_update, ADMIN },
+	{ "DELETE", "/api/admin/tenants/:id", brain_h_tenant_delete, ADMIN },
+	{ "POST", "/api/admin/tenants/:id/suspend", brain_h_tenant_suspend,
+	  ADMIN },
+	{ "POST", "/api/admin/tenants/:id/reactivate",
+	  brain_h_tenant_reactivate, ADMIN },
+	{ "POST", "/api/admin/tenants/:id/restore", brain_h_tenant_restore,
+	  ADMIN },
+	{ "POST", "/api/admin/tenants/:id/domains", brain_h_domain_add, ADMIN },
+	{ "POST", "/api/admin/tenants/:id/domains/:domain/verify",
+	  brain_h_domain_verify, ADMIN },
+	{ "DELETE", "/api/admin/tenants/:id/domains/:domain",
+	  brain_h_domain_remove, ADMIN },
+	{ "POST", "/api/admin/tenants/:id/members", brain_h_admin_members_add,
+	  ADMIN },
+	{ "GET", "/api/unified-tenants", brain_h_tenants_list, ADMIN },
+	{ "GET", "/api/unified-tenants/resolve", brain_h_resolve, ADMIN },
+	{ "GET", "/api/unified-tenants/:id", brain_h_tenant_get, ADMIN },
+	{ "GET", "/api/tenant", brain_h_own_get, 0 },
+	{ "PATCH", "/api/tenant", brain_h_own_update, 0 },
+	{ "GET", "/api/tenant/usage", brain_h_own_usage, 0 },
+	{ "GET", "/api/tenant/members", brain_h_members_list, 0 },
+	{ "POST", "/api/tenant/members", brain_h_members_add, 0 },
+	{ "DELETE", "/api/tenant/members/:user_id", brain_h_members_remove, 0 },
+	{ "GET", "/api/tenant/invitations", brain_h_invites_list, 0 },
+	{ "POST", "/api/tenant/invitations", brain_h_invites_create, 0 },
+	{ "DELETE", "/api/tenant/invitations/:id", brain_h_invites_revoke, 0 },
+	{ "GET", "/api/tenant/api-keys", brain_h_keys_list, 0 },
+	{ "POST", "/api/tenant/api-keys", brain_h_keys_create, 0 },
+	{ "DELETE", "/api/tenant/api-keys/:id", brain_h_keys_revoke, 0 },
+	{ "GET", "/health/all", brain_h_health_all, CM_ROUTE_PUBLIC },
+	{ "GET", "/health/:service", brain_h_health_one, CM_ROUTE_PUBLIC },
+	{ "GET", "/brain/openapi.json", brain_h_openapi, CM_ROUTE_PUBLIC },
+	{ "GET", "/brain/docs", brain_h_docs, CM_ROUTE_PUBLIC },
 	CM_ROUTE_END,
 };
+
+static struct brain the_brain;
+
+/* Config names of the peers, in enum brain_peer order. */
+static const char *const peer_env[BRAIN_NPEERS] = {
+	"CMS_URL",
+	"CRM_URL",
+	"IMAGE_URL",
+	"TELEGRAM_URL",
+	"TEMPORAL_WORKER_URL",
+	"VAULT_CLIENT_URL",
+	"AGENTS_URL",
+	"EVENT_BUS_URL",
+	"DASHBOARD_SERVER_URL",
+};
+
+static void
+read_settings(struct brain *b, const struct cm_config *c)
+{
+	int i;
+
+	b->magic = BRAIN_MAGIC;
+	for (i = 0; i < BRAIN_NPEERS; i++)
+		b->peer_url[i] = cm_config_str(c, peer_env[i]);
+	b->alg = CM_JWT_HS256;
+	b->jwt_key = cm_config_str(c, "JWT_SECRET_KEY");
+	b->issuer = cm_config_str(c, "JWT_ISSUER");
+	b->audience = cm_config_str(c, "JWT_AUDIENCE");
+	b->domain = cm_config_str(c, "DOMAIN");
+	b->refresh_ttl_s = cm_config_int(c, "BRAIN_REFRESH_TTL_S");
+	b->delete_grace_days =
+		cm_config_int(c, "BRAIN_TENANT_DELETE_GRACE_DAYS");
+	b->login_max_fails = cm_config_int(c, "BRAIN_LOGIN_MAX_FAILS");
+	b->login_max_addr = cm_config_int(c, "BRAIN_LOGIN_MAX_FAILS_PER_ADDR");
+	b->login_window_s = cm_config_int(c, "BRAIN_LOGIN_WINDOW_S");
+}
+
+/* Settings, the dummy hash for unknown users, the bootstrap admin. */
+static int
+brain_start(struct cm_service *svc, void **arg)
+{
+	const struct cm_config *c = cm_service_config(svc);
+	const char *email = cm_config_str(c, "BRAIN_BOOTSTRAP_ADMIN_EMAIL");
+	char errbuf[CM_ERRBUF_LEN] = "", dummy[BRAIN_TOKEN_LEN];
+	struct brain *b = &the_brain;
+	int rc;
+
+	read_settings(b, c);
+	if (strcmp(cm_config_str(c, "JWT_ALGORITHM"), "HS256")) {
+		cm_log_err("brain signs user tokens with HS256 only");
+		return CM_ENOTSUP;
+	}
+	if ((rc = brain_random_token("", dummy, sizeof(dummy))) < 0 ||
+	    (rc = brain_password_hash(dummy, BRAIN_PBKDF2_ITER,
+				      b->dummy_hash)) < 0) {
+		cm_log_err("no randomness for the dummy password hash");
+		return rc;
+	}
+	if (email &&
+	    (rc = brain_bootstrap_admin(
+		     b, email,
+		     cm_config_str(c, "BRAIN_BOOTSTRAP_ADMIN_PASSWORD_FILE"),
+		     errbuf)) < 0) {
+		cm_log_err("bootstrap admin: %s", errbuf);
+		return rc;
+	}
+	if (brain_docs_load(b, cm_config_str(c, "BRAIN_OPENAPI_FILE"), errbuf) <
+	    0)
+		cm_log_warn("no API document: %s", errbuf);
+	*arg = b;
+	return 0;
+}
+
+static void
+brain_stop(struct cm_service *svc, void *arg)
+{
+	(void)svc;
+	brain_docs_free(brain_from(arg));
+}
 
 const struct cm_service_desc brain_service = {
 	.name = "brain",
@@ -43,4 +195,7 @@ const struct cm_service_desc brain_service = {
 	.schema = "brain",
 	.config = brain_config,
 	.routes = brain_routes,
+	.start = brain_start,
+	.stop = brain_stop,
+	.authenticate = brain_authenticate,
 };

@@ -54,6 +54,15 @@ struct cm_service_desc {
 	int (*start)(struct cm_service *svc, void **arg);
 	/* stop - after the server drained. May be NULL. */
 	void (*stop)(struct cm_service *svc, void *arg);
+	/* authenticate - optional credential check of the service's own
+	   (brain's bz_live_ API keys): offered every "Authorization: Bearer"
+	   token before JWT verification, with the start hook's *arg. It
+	   returns CM_ENOENT to leave the token to the JWT verifier, 0 after
+	   filling *out (the caller is authenticated as *out; the tenant hook
+	   then runs as for a user token), or any other CM_E* to refuse it
+	   (401 invalid_token). Runs on worker threads. May be NULL. */
+	int (*authenticate)(struct cm_req *req, const char *token,
+			    struct cm_principal *out, void *arg);
 };
 
 /* cm_service_main - run the service; the process exit status. */

@@ -1,0 +1,371 @@
+/*
+ * brain.h - what brain's files share: the service context, the pure
+ * policy (roles to permissions, tier limits, tenant input validation), the
+ * credential helpers, the store, the event publisher and the handlers.
+ *
+ * policy.c and crypto.c are pure (no libevent, libpq or Redis) and are the
+ * unit-test targets; store.c holds every SQL statement; events.c publishes
+ * through common/bus.h; handlers_*.c, health.c and docs.c are the HTTP
+ * edge. One struct brain lives for the whole process, filled by the start
+ * hook and read-only afterwards, shared by every worker thread. The
+ * design is docs/brain.md.
+ */
+#ifndef BRAIN_BRAIN_H
+#define BRAIN_BRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+#include <libpq-fe.h>
+
+#include "common/auth.h"
+#include "common/err.h"
+#include "common/http.h"
+
+#define BRAIN_MAGIC 0xb4a1e5u
+#define BRAIN_ACCESS_TTL_S 900
+#define BRAIN_PBKDF2_ITER 600000
+#define BRAIN_PASSWORD_MIN 12
+#define BRAIN_PASSWORD_MAX 256
+#define BRAIN_HASH_LEN 160 /* an encoded password hash, with NUL */
+#define BRAIN_TOKEN_LEN 64 /* an opaque refresh token, with NUL */
+#define BRAIN_KEY_PREFIX "bz_live_"
+#define BRAIN_SHA256_HEX 65 /* hex digest, with NUL */
+
+/* The peers brain checks (and will route to), in config order. */
+enum brain_peer {
+	BRAIN_PEER_CMS = 0,
+	BRAIN_PEER_CRM,
+	BRAIN_PEER_IMAGE,
+	BRAIN_PEER_TELEGRAM,
+	BRAIN_PEER_TEMPORAL_WORKER,
+	BRAIN_PEER_VAULT_CLIENT,
+	BRAIN_PEER_AGENTS,
+	BRAIN_PEER_EVENT_BUS,
+	BRAIN_PEER_DASHBOARD_SERVER,
+	BRAIN_NPEERS
+};
+
+struct brain {
+	unsigned magic;
+	const char *peer_url[BRAIN_NPEERS]; /* base URLs from config */
+	enum cm_jwt_alg alg;
+	const char *jwt_key; /* HS256 secret (from config) */
+	const char *issuer;
+	const char *audience;
+	const char *domain;
+	int64_t refresh_ttl_s;
+	int64_t delete_grace_days;
+	int64_t login_max_fails; /* per account, per window */
+	int64_t login_max_addr;	 /* per address, per window */
+	int64_t login_window_s;
+	char dummy_hash[BRAIN_HASH_LEN]; /* run for unknown users */
+	char *openapi_json; /* the API document, compact; NULL if absent */
+	char *docs_html;    /* the rendered docs page; NULL if absent */
+};
+
+/* brain_from - the context behind a handler's arg (checks the magic). */
+struct brain *brain_from(void *arg);
+
+/* ---- policy.c: pure rules ---- */
+
+enum brain_perm {
+	BRAIN_PERM_PLATFORM = 1u << 0,	   /* manage every tenant */
+	BRAIN_PERM_TENANT_READ = 1u << 1,  /* own tenant's profile */
+	BRAIN_PERM_TENANT_WRITE = 1u << 2, /* own tenant's allowed fields */
+	BRAIN_PERM_MEMBERS_READ = 1u << 3,
+	BRAIN_PERM_MEMBERS_WRITE = 1u << 4,
+	BRAIN_PERM_USAGE_READ = 1u << 5,
+	BRAIN_PERM_KEYS_WRITE = 1u << 6, /* create, list, revoke API keys */
+};
+
+/* brain_role_valid - one of owner, admin, manager, user, readonly. */
+bool brain_role_valid(const char *role);
+/* brain_role_rank - owner 5 .. readonly 1; 0 for anything else. */
+int brain_role_rank(const char *role);
+/* brain_role_perms - the permission bits of one role (0 if unknown). */
+unsigned brain_role_perms(const char *role);
+/* brain_scopes_parse - an API key's scopes: 1..8 distinct
+   "<service>:read|write" (services: brain and those of services_enabled)
+   as a PostgreSQL array literal (malloc'd). 0 or CM_EINVAL + errbuf. */
+int brain_scopes_parse(const cJSON *arr, char **literal,
+		       char errbuf[CM_ERRBUF_LEN]);
+/* brain_principal_perms - the union over a principal's roles (an API
+   key's roles are its scopes; "brain:read"/"brain:write" carry
+   permissions, other scopes only matter to the gateway). */
+unsigned brain_principal_perms(const struct cm_principal *p);
+/* brain_tier_index - 0..3 for free..enterprise, -1 otherwise. */
+int brain_tier_index(const char *tier);
+/* brain_limits_effective - the tier's defaults overlaid with overrides
+   (an object, or NULL); a new object the caller frees. */
+cJSON *brain_limits_effective(const char *tier, const cJSON *overrides);
+/* brain_slug_valid - DNS-safe label: [a-z0-9] then up to 61 of [a-z0-9-]
+   then [a-z0-9]. */
+bool brain_slug_valid(const char *slug);
+/* brain_domain_valid - lower-case host name of 1..253 bytes, labels of
+   1..63 [a-z0-9-] not starting or ending with '-', at least one dot. */
+bool brain_domain_valid(const char *domain);
+/* brain_email_valid - 3..254 bytes, one '@' with text on both sides, no
+   spaces or control characters. */
+bool brain_email_valid(const char *email);
+
+/* The editable parts of a tenant, validated and re-serialised. */
+struct brain_tenant_input {
+	const char *slug; /* borrowed from the request tree, or NULL */
+	const char *name;
+	const char *status;
+	const char *tier;
+	const char *primary_domain;
+	char *limits;	/* JSON text (malloc'd) or NULL */
+	char *services; /* PostgreSQL array literal (malloc'd) or NULL */
+	char *branding; /* JSON text (malloc'd) or NULL */
+	char *settings; /* JSON text (malloc'd) or NULL */
+	bool clear_primary_domain;
+};
+
+/* brain_tenant_input_parse - validate body; admin allows the platform
+   fields, otherwise only name, primary_domain, branding and settings are
+   accepted (others: CM_EPERM). 0 or CM_EINVAL with errbuf naming the
+   field. Unknown fields are refused. */
+int brain_tenant_input_parse(const cJSON *body, bool admin,
+			     struct brain_tenant_input *in,
+			     char errbuf[CM_ERRBUF_LEN]);
+/* brain_tenant_input_release - free what parse allocated. */
+void brain_tenant_input_release(struct brain_tenant_input *in);
+
+/* ---- crypto.c: passwords and opaque tokens ---- */
+
+/* brain_password_hash - PBKDF2-HMAC-SHA256 with a random 16-byte salt,
+   `iter` iterations, encoded "pbkdf2_sha256$<iter>$<salt b64>$<dk b64>".
+   0 or CM_EIO. */
+int brain_password_hash(const char *password, int iter,
+			char out[BRAIN_HASH_LEN]);
+/* brain_password_verify - true when password matches the encoded hash
+   (constant-time compare; false for a malformed hash). */
+bool brain_password_verify(const char *password, const char *encoded);
+/* brain_random_token - prefix + 43 base64url chars of 32 random bytes
+   into out[outlen]; 0, CM_E2BIG (too small) or CM_EIO. */
+int brain_random_token(const char *prefix, char *out, size_t outlen);
+/* brain_sha256_hex - lower-case hex SHA-256 of s. */
+void brain_sha256_hex(const char *s, char out[BRAIN_SHA256_HEX]);
+
+/* ---- events.c ---- */
+
+/* brain_publish - publish a tenant event (type "tenant.created", ...)
+   on the tenant's bus stream with data (copied; may be NULL) and drop
+   the tenant from this process's cache. 0 or CM_E* with errbuf. */
+int brain_publish(const struct brain *b, const char *type,
+		  const char *tenant_id, const cJSON *data,
+		  char errbuf[CM_ERRBUF_LEN]);
+
+/* ---- store.c: every SQL statement (platform tables, no RLS) ---- */
+
+struct brain_list_query {
+	const char *status; /* filters; NULL: any */
+	const char *tier;
+	const char *q;	    /* substring of name, slug or a domain */
+	const char *cursor; /* the last slug of the previous page */
+	int limit;	    /* 1..100 */
+	bool include_deleted;
+};
+
+struct brain_user {
+	char id[40];
+	char password_hash[BRAIN_HASH_LEN];
+	bool super_admin;
+	bool active;
+};
+
+/* A session's identity for one tenant (tenant_id "" for none). */
+struct brain_grant {
+	char user_id[40];
+	char tenant_id[40];
+	char role[CM_ROLE_LEN]; /* "" when no membership */
+	bool super_admin;
+};
+
+/* Tenants: JSON objects as the API shows them (with limit_overrides;
+   handlers add effective limits). CM_ENOENT for none (and deleted ones
+   unless asked), CM_EEXIST for a taken slug or domain, CM_ESTALE for a
+   version mismatch. */
+int brain_store_tenant_create(const struct brain_tenant_input *in, cJSON **out,
+			      char errbuf[CM_ERRBUF_LEN]);
+int brain_store_tenant_get(const char *id_or_slug, bool include_deleted,
+			   cJSON **out, char errbuf[CM_ERRBUF_LEN]);
+int brain_store_tenant_list(const struct brain_list_query *q, cJSON **items,
+			    char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_tenant_update - also the tier before the update in
+   prev_tier (for tenant.plan_changed). */
+int brain_store_tenant_update(const char *id, int64_t version,
+			      const struct brain_tenant_input *in, cJSON **out,
+			      char prev_tier[16], char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_tenant_set_status - suspend/reactivate (not deleted). */
+int brain_store_tenant_set_status(const char *id, const char *status,
+				  cJSON **out, char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_tenant_delete - soft delete; purge after grace_days. */
+int brain_store_tenant_delete(const char *id, int64_t grace_days, cJSON **out,
+			      char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_tenant_restore - undo a soft delete within its grace. */
+int brain_store_tenant_restore(const char *id, cJSON **out,
+			       char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_domain_add/verify/remove - a tenant's custom domains. */
+int brain_store_domain_add(const char *id, const char *domain,
+			   char errbuf[CM_ERRBUF_LEN]);
+int brain_store_domain_verify(const char *id, const char *domain,
+			      char errbuf[CM_ERRBUF_LEN]);
+int brain_store_domain_remove(const char *id, const char *domain,
+			      char errbuf[CM_ERRBUF_LEN]);
+
+/* Users and memberships. */
+int brain_store_user_by_email(const char *email, struct brain_user *out,
+			      char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_user_create - *id_out[40]; CM_EEXIST for a taken email. */
+int brain_store_user_create(const char *email, const char *name,
+			    const char *hash, bool super_admin, char id_out[40],
+			    char errbuf[CM_ERRBUF_LEN]);
+int brain_store_user_set_super_admin(const char *id,
+				     char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_membership_set - add or change a user's role in a tenant. */
+int brain_store_membership_set(const char *user_id, const char *tenant_id,
+			       const char *role, char errbuf[CM_ERRBUF_LEN]);
+int brain_store_membership_remove(const char *user_id, const char *tenant_id,
+				  char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_grant - the user's role in tenant (id or slug; NULL or ""
+   for the earliest membership, or none for a super admin without any).
+   CM_ENOENT when the user is not active or not a member. */
+int brain_store_grant(const char *user_id, const char *tenant,
+		      struct brain_grant *out, char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_me - a user's profile with memberships, as JSON. */
+int brain_store_me(const char *user_id, cJSON **out,
+		   char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_members - a tenant's members, as a JSON array. */
+int brain_store_members(const char *tenant_id, cJSON **out,
+			char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_count_members - for usage against max_users. */
+int brain_store_count_members(const char *tenant_id, int64_t *out,
+			      char errbuf[CM_ERRBUF_LEN]);
+
+/* Refresh tokens (by SHA-256 hex of the opaque token). */
+int brain_store_refresh_insert(const char *hash, const char *family_id,
+			       const char *user_id, const char *tenant_id,
+			       int64_t ttl_s, char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_refresh_consume - mark a live token used and return its
+   family, user and tenant. A token already used or revoked revokes its
+   whole family and gives CM_EACCES; an unknown or expired one CM_ENOENT. */
+int brain_store_refresh_consume(const char *hash, char family[40],
+				char user_id[40], char tenant_id[40],
+				char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_refresh_revoke_family - revoke the family of a token that
+   belongs to user_id (nothing otherwise). */
+int brain_store_refresh_revoke_family(const char *hash, const char *user_id,
+				      char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_domain_state - for a host that did not resolve: CM_ENOENT
+   (no such domain), else *verified and *deleted (its tenant's). */
+int brain_store_domain_state(const char *domain, bool *verified, bool *deleted,
+			     char errbuf[CM_ERRBUF_LEN]);
+
+/* ---- handlers: shared edge helpers (handlers_tenants.c) ---- */
+
+/* brain_allowed - whether the caller (a user, not a service) holds perm;
+   otherwise records 403 forbidden and returns false. */
+bool brain_allowed(struct cm_req *req, unsigned perm);
+/* brain_fail_store - map a store error to its answer; the status. */
+int brain_fail_store(struct cm_req *req, int rc, const char *what,
+		     const char *errbuf);
+
+/* Route handlers (the route table is in service.c). */
+void brain_h_tenants_list(struct cm_req *req, void *arg);
+void brain_h_tenants_create(struct cm_req *req, void *arg);
+void brain_h_tenant_get(struct cm_req *req, void *arg);
+void brain_h_tenant_update(struct cm_req *req, void *arg);
+void brain_h_tenant_delete(struct cm_req *req, void *arg);
+void brain_h_tenant_suspend(struct cm_req *req, void *arg);
+void brain_h_tenant_reactivate(struct cm_req *req, void *arg);
+void brain_h_tenant_restore(struct cm_req *req, void *arg);
+void brain_h_domain_add(struct cm_req *req, void *arg);
+void brain_h_domain_verify(struct cm_req *req, void *arg);
+void brain_h_domain_remove(struct cm_req *req, void *arg);
+void brain_h_resolve(struct cm_req *req, void *arg);
+void brain_h_own_get(struct cm_req *req, void *arg);
+void brain_h_own_update(struct cm_req *req, void *arg);
+void brain_h_own_usage(struct cm_req *req, void *arg);
+void brain_h_members_list(struct cm_req *req, void *arg);
+void brain_h_members_add(struct cm_req *req, void *arg);
+void brain_h_members_remove(struct cm_req *req, void *arg);
+void brain_h_admin_members_add(struct cm_req *req, void *arg);
+void brain_h_login(struct cm_req *req, void *arg);
+void brain_h_refresh(struct cm_req *req, void *arg);
+void brain_h_logout(struct cm_req *req, void *arg);
+void brain_h_me(struct cm_req *req, void *arg);
+void brain_h_switch_tenant(struct cm_req *req, void *arg);
+
+void brain_h_keys_list(struct cm_req *req, void *arg);
+void brain_h_keys_create(struct cm_req *req, void *arg);
+void brain_h_keys_revoke(struct cm_req *req, void *arg);
+/* brain_authenticate - the service's authenticator (service.h): bz_live_
+   keys become a principal with is_api_key, sub "key:<id>", the key's
+   tenant, and its scopes as roles; other tokens are left to the JWT
+   verifier. */
+int brain_authenticate(struct cm_req *req, const char *token,
+		       struct cm_principal *out, void *arg);
+
+void brain_h_health_all(struct cm_req *req, void *arg);
+void brain_h_health_one(struct cm_req *req, void *arg);
+void brain_h_openapi(struct cm_req *req, void *arg);
+void brain_h_docs(struct cm_req *req, void *arg);
+/* brain_docs_load - read the OpenAPI document (JSON-subset YAML) at path
+   and render the docs page; 0 or CM_E* + errbuf. */
+int brain_docs_load(struct brain *b, const char *path,
+		    char errbuf[CM_ERRBUF_LEN]);
+/* brain_docs_free - drop what brain_docs_load made. */
+void brain_docs_free(struct brain *b);
+
+/* brain_bootstrap_admin - create or promote the first super admin from
+   BRAIN_BOOTSTRAP_ADMIN_EMAIL and the password file; 0 or CM_E*. */
+int brain_bootstrap_admin(const struct brain *b, const char *email,
+			  const char *password_file,
+			  char errbuf[CM_ERRBUF_LEN]);
+
+/* brain_own_tenant - the caller's own tenant id for /api/tenant routes
+   when the caller holds perm; NULL after recording 403. */
+const char *brain_own_tenant(struct cm_req *req, unsigned perm);
+
+/* API keys (store.c). Management runs in the tenant's transaction (RLS);
+   brain_store_key_auth looks a live key up by hash across tenants and
+   stamps last_used_at: {id, tenant_id, scopes, exp} or CM_ENOENT. */
+int brain_store_key_create(const char *tid, const char *name,
+			   const char *prefix, const char *hash,
+			   const char *scopes, const char *created_by,
+			   int64_t ttl_s, cJSON **out,
+			   char errbuf[CM_ERRBUF_LEN]);
+int brain_store_key_list(const char *tid, cJSON **out,
+			 char errbuf[CM_ERRBUF_LEN]);
+int brain_store_key_revoke(const char *tid, const char *id,
+			   char errbuf[CM_ERRBUF_LEN]);
+int brain_store_key_auth(const char *hash, cJSON **out,
+			 char errbuf[CM_ERRBUF_LEN]);
+
+/* Invitations (store.c): management in the tenant's transaction;
+   accepting looks the token's hash up across tenants and, in one
+   transaction, uses it up, creates the user when new (pw_hash needed:
+   CM_EPERM without) and adds the membership; CM_ENOENT for a token that
+   is unknown, used, revoked or expired. */
+int brain_store_invite_create(const char *tid, const char *email,
+			      const char *role, const char *hash,
+			      const char *invited_by, int64_t ttl_s,
+			      cJSON **out, char errbuf[CM_ERRBUF_LEN]);
+int brain_store_invite_list(const char *tid, cJSON **out,
+			    char errbuf[CM_ERRBUF_LEN]);
+int brain_store_invite_revoke(const char *tid, const char *id,
+			      char errbuf[CM_ERRBUF_LEN]);
+int brain_store_invite_accept(const char *hash, const char *pw_hash,
+			      const char *name, struct brain_grant *out,
+			      char errbuf[CM_ERRBUF_LEN]);
+void brain_h_invites_list(struct cm_req *req, void *arg);
+void brain_h_invites_create(struct cm_req *req, void *arg);
+void brain_h_invites_revoke(struct cm_req *req, void *arg);
+void brain_h_invite_accept(struct cm_req *req, void *arg);
+
+#endif

@@ -1,0 +1,982 @@
+/*
+ * handlers_tenants.c - the HTTP edge of tenants: the platform-admin API
+ * (super_admin only), the seed's unified-tenants endpoints and host
+ * resolution, and the tenant-admin API on the caller's own tenant.
+ */
+#include "brain.h"
+
+#include "common/buf.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/redis.h"
+#include "common/tenant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/banned.h"
+
+struct brain *
+brain_from(void *arg)
+{
+	struct brain *b = arg;
+
+	if (!b || b->magic != BRAIN_MAGIC)
+		abort();
+	return b;
+}
+
+bool
+brain_allowed(struct cm_req *req, unsigned perm)
+{
+	const struct cm_principal *p = cm_req_principal(req);
+
+	if ((brain_principal_perms(p) & perm) == perm)
+		return true;
+	cm_req_fail(req, 403, "forbidden", "your role does not allow this");
+	return false;
+}
+
+int
+brain_fail_store(struct cm_req *req, int rc, const char *what,
+		 const char *errbuf)
+{
+	switch (rc) {
+	case CM_ENOENT:
+		return cm_req_fail(req, 404, "not_found", "no such %s", what);
+	case CM_EEXIST:
+		return cm_req_fail(req, 409, "conflict", "that %s exists",
+				   what);
+	case CM_ESTALE:
+		return cm_req_fail(req, 412, "precondition_failed",
+				   "the %s changed; read it again", what);
+	case CM_EINVAL:
+		return cm_req_fail(req, 400, "bad_request", "invalid %s", what);
+	default:
+		cm_log_err("%s: %s", what, errbuf);
+		return 500;
+	}
+}
+
+/* Add the effective limits and the ETag to a tenant row. */
+static void
+render_tenant(struct cm_req *req, cJSON *row)
+{
+	const cJSON *tier =
+		cJSON_GetObjectItemCaseSensitive(row, "subscription_tier");
+	const cJSON *ov =
+		cJSON_GetObjectItemCaseSensitive(row, "limit_overrides");
+	const cJSON *ver = cJSON_GetObjectItemCaseSensitive(row, "version");
+	char etag[32];
+
+	cJSON_AddItemToObject(
+		row, "limits",
+		brain_limits_effective(cJSON_GetStringValue(tier), ov));
+	if (req && cJSON_IsNumber(ver)) {
+		snprintf(etag, sizeof(etag), "\"%lld\"",
+			 (long long)ver->valuedouble);
+		cm_req_set_header(req, "ETag", etag);
+	}
+}
+
+/* The version an If-Match names ("7", "\"7\"" or W/"7"); CM_ENOENT when
+   the header is absent, CM_EINVAL when malformed. */
+static int
+if_match_version(struct cm_req *req, int64_t *out)
+{
+	const char *h = cm_req_header(req, "If-Match");
+	char num[24];
+	size_t n;
+
+	if (!h)
+		return CM_ENOENT;
+	if (!strncmp(h, "W/", 2))
+		h += 2;
+	n = strlen(h);
+	if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
+		h++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(num))
+		return CM_EINVAL;
+	memcpy(num, h, n);
+	num[n] = '\0';
+	return cm_parse_i64(num, 1, INT64_MAX, out);
+}
+
+/* Path :id must be a uuid (platform routes act on ids). */
+static const char *
+path_id(struct cm_req *req)
+{
+	const char *id = cm_req_param(req, "id");
+
+	if (id && cm_is_uuid(id))
+		return id;
+	cm_req_fail(req, 404, "not_found", "no such tenant");
+	return NULL;
+}
+
+static const char *
+tenant_id_of(const cJSON *row)
+{
+	return cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(row, "id"));
+}
+
+/* The event's data, shaped as proto/events/registry.json says: created
+   {slug, name, tier}, updated {changes}, suspended {reason}. */
+static cJSON *
+event_data(const char *type, const cJSON *row, const cJSON *extra)
+{
+	cJSON *d = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(d, "tenant_id", tenant_id_of(row));
+	if (!strcmp(type, "tenant.created")) {
+		cJSON_AddItemToObject(
+			d, "slug",
+			cJSON_Duplicate(cJSON_GetObjectItem(row, "slug"), 1));
+		cJSON_AddItemToObject(
+			d, "name",
+			cJSON_Duplicate(cJSON_GetObjectItem(row, "name"), 1));
+		cJSON_AddItemToObject(
+			d, "tier",
+			cJSON_Duplicate(
+				cJSON_GetObjectItem(row, "subscription_tier"),
+				1));
+	} else if (!strcmp(type, "tenant.updated")) {
+		cJSON_AddItemToObject(d, "changes",
+				      extra ? cJSON_Duplicate(extra, 1)
+					    : cJSON_CreateObject());
+	} else if (!strcmp(type, "tenant.suspended")) {
+		cJSON_AddStringToObject(d, "reason",
+					cJSON_IsString(extra)
+						? extra->valuestring
+						: "suspended by the platform");
+	}
+	return d;
+}
+
+/* Publish and log; a failed publish does not undo the change (the
+   tenant caches of other services still expire within 5 s). */
+static void
+publish(const struct brain *b, const char *type, const cJSON *row,
+	const cJSON *extra)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	const char *id = tenant_id_of(row);
+	cJSON *data = event_data(type, row, extra);
+
+	if (brain_publish(b, type, id, data, errbuf) < 0)
+		cm_log_err("publish %s for %s: %s", type, id, errbuf);
+	cJSON_Delete(data);
+}
+
+/* tenant.plan_changed {tenant_id, from_tier, to_tier}. */
+static void
+publish_plan_changed(const struct brain *b, const cJSON *row, const char *from,
+		     const char *to)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	const char *id = tenant_id_of(row);
+	cJSON *data = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(data, "tenant_id", id);
+	cJSON_AddStringToObject(data, "from_tier", from);
+	cJSON_AddStringToObject(data, "to_tier", to);
+	if (brain_publish(b, "tenant.plan_changed", id, data, errbuf) < 0)
+		cm_log_err("publish tenant.plan_changed for %s: %s", id,
+			   errbuf);
+	cJSON_Delete(data);
+}
+
+/* The caller must be a platform super admin (never a key or service). */
+static bool
+platform_admin(struct cm_req *req)
+{
+	const struct cm_principal *p = cm_req_principal(req);
+
+	if (p && !p->is_service && !p->is_api_key &&
+	    cm_principal_has_role(p, "super_admin"))
+		return true;
+	cm_req_fail(req, 403, "forbidden", "platform administrators only");
+	return false;
+}
+
+/* The status for a store result on a tenant row (rendered when ok). */
+static int
+tenant_status(struct cm_req *req, int ok_status, int rc, cJSON *row,
+	      const char *errbuf)
+{
+	if (rc < 0)
+		return brain_fail_store(req, rc, "tenant", errbuf);
+	render_tenant(req, row);
+	return ok_status;
+}
+
+/* Parse a tenant body; 0 or the status already recorded. */
+static int
+parse_input(struct cm_req *req, bool admin, cJSON **body,
+	    struct brain_tenant_input *in)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	int rc, status;
+
+	if ((status = cm_req_json(req, body)) != 0)
+		return status;
+	rc = brain_tenant_input_parse(*body, admin, in, errbuf);
+	if (rc == CM_EPERM)
+		return cm_req_fail(req, 403, "forbidden", "%s", errbuf);
+	if (rc < 0)
+		return cm_req_fail(req, 400, "validation_failed", "%s", errbuf);
+	return 0;
+}
+
+#define IDEM_TTL_S 86400
+#define IDEM_PREFIX "bz:brain:idem:"
+
+struct idem {
+	bool on;		       /* the request carries Idempotency-Key */
+	char key[96];		       /* Redis key: caller + header, hashed */
+	char digest[BRAIN_SHA256_HEX]; /* of the body */
+};
+
+/* Read Idempotency-Key (1..128 printable bytes); 0 or a recorded 400. */
+static int
+idem_prepare(struct cm_req *req, struct idem *im)
+{
+	const char *h = cm_req_header(req, "Idempotency-Key");
+	const struct cm_principal *p = cm_req_principal(req);
+	struct cm_buf b = CM_BUF_INIT(4096);
+	char hash[BRAIN_SHA256_HEX];
+	const char *data;
+	size_t len, i;
+
+	memset(im, 0, sizeof(*im));
+	if (!h)
+		return 0;
+	for (i = 0; h[i] && i <= 128; i++)
+		if ((unsigned char)h[i] < 0x21 || (unsigned char)h[i] > 0x7e)
+			break;
+	if (i == 0 || i > 128 || h[i])
+		return cm_req_fail(req, 400, "bad_request",
+				   "Idempotency-Key must be 1..128 visible "
+				   "characters");
+	cm_buf_printf(&b, "%s\n%s", p->sub, h);
+	brain_sha256_hex(cm_buf_str(&b), hash);
+	snprintf(im->key, sizeof(im->key), IDEM_PREFIX "%s", hash);
+	cm_buf_release(&b);
+	cm_req_body(req, &data, &len);
+	b = (struct cm_buf)CM_BUF_INIT(0);
+	cm_buf_add(&b, data, len);
+	brain_sha256_hex(cm_buf_str(&b), im->digest);
+	cm_buf_release(&b);
+	im->on = true;
+	return 0;
+}
+
+/* A create already made under this key: 0 and its row, CM_ENOENT when
+   the key is new, CM_EEXIST when it came with another body, CM_EIO. */
+static int
+idem_lookup(const struct idem *im, cJSON **row, char errbuf[CM_ERRBUF_LEN])
+{
+	redisReply *r = cm_redis_cmdf(errbuf, "GET %s", im->key);
+	char id[40];
+	int rc = CM_ENOENT;
+
+	if (!r)
+		return CM_EIO;
+	if (r->type == REDIS_REPLY_STRING && r->len == 36 + 1 + 64) {
+		cm_strlcpy(id, r->str, 37);
+		rc = strcmp(r->str + 37, im->digest) ? CM_EEXIST : 0;
+	}
+	freeReplyObject(r);
+	if (rc == 0)
+		rc = brain_store_tenant_get(id, true, row, errbuf);
+	return rc;
+}
+
+static void
+idem_store(const struct idem *im, const cJSON *row)
+{
+	char errbuf[CM_ERRBUF_LEN] = "", val[128];
+	redisReply *r;
+
+	snprintf(val, sizeof(val), "%s %s", tenant_id_of(row), im->digest);
+	r = cm_redis_cmdf(errbuf, "SET %s %s EX %d NX", im->key, val,
+			  IDEM_TTL_S);
+	if (!r)
+		cm_log_warn("idempotency record: %s", errbuf);
+	else
+		freeReplyObject(r);
+}
+
+/* Answer a repeated create from its record; 0 to go on creating. */
+static int
+idem_replay(struct cm_req *req, const struct idem *im, cJSON **row)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	int rc;
+
+	if (!im->on)
+		return 0;
+	rc = idem_lookup(im, row, errbuf);
+	if (rc == CM_ENOENT)
+		return 0;
+	if (rc == CM_EEXIST)
+		return cm_req_fail(req, 422, "idempotency_key_reused",
+				   "this Idempotency-Key came with another "
+				   "body");
+	if (rc == CM_EIO)
+		return cm_req_fail(req, 503, "unavailable",
+				   "cannot check the Idempotency-Key now");
+	return tenant_status(req, 201, rc, *row, errbuf);
+}
+
+/* POST /api/admin/tenants - create (Idempotency-Key honoured for 24 h);
+   tenant.created. */
+void
+brain_h_tenants_create(struct cm_req *req, void *arg)
+{
+	struct brain *b = brain_from(arg);
+	struct brain_tenant_input in = { 0 };
+	char errbuf[CM_ERRBUF_LEN] = "";
+	cJSON *body = NULL, *row = NULL;
+	struct idem im;
+	int status = 403, rc;
+
+	if (!platform_admin(req) || (status = idem_prepare(req, &im)) != 0 ||
+	    (status = parse_input(req, true, &body, &in)) != 0)
+		goto out;
+	if (!in.slug || !in.name) {
+		status = cm_req_fail(req, 400, "validation_failed",
+				     "fields 'slug' and 'name' are required");
+		goto out;
+	}
+	if ((status = idem_replay(req, &im, &row)) != 0)
+		goto out;
+	rc = brain_store_tenant_create(&in, &row, errbuf);
+	if (rc == 0) {
+		publish(b, "tenant.created", row, NULL);
+		if (im.on)
+			idem_store(&im, row);
+	}
+	status = tenant_status(req, 201, rc, row, errbuf);
+out:
+	cm_req_reply_json(req, status, status < 400 ? row : NULL);
+	brain_tenant_input_release(&in);
+	cJSON_Delete(body);
+	cJSON_Delete(row);
+}
+
+/* limit, cursor and filters of a list request; 0 or a recorded 400. */
+static int
+list_query(struct cm_req *req, struct brain_list_query *q)
+{
+	const char *lim = cm_req_query(req, "limit");
+	const char *del = cm_req_query(req, "include_deleted");
+	int64_t n = 50;
+
+	memset(q, 0, sizeof(*q));
+	if (lim && cm_parse_i64(lim, 1, 100, &n) < 0)
+		return cm_req_fail(req, 400, "bad_request",
+				   "limit must be 1..100");
+	q->limit = (int)n;
+	q->status = cm_req_query(req, "status");
+	q->tier = cm_req_query(req, "tier");
+	q->q = cm_req_query(req, "q");
+	q->cursor = cm_req_query(req, "cursor");
+	q->include_deleted = del && !strcmp(del, "true");
+	if ((q->q && strlen(q->q) > 253) ||
+	    (q->cursor && !brain_slug_valid(q->cursor)) ||
+	    (q->status && strlen(q->status) > 16) ||
+	    (q->tier && strlen(q->tier) > 16))
+		return cm_req_fail(req, 400, "bad_request",
+				   "bad filter or cursor");
+	return 0;
+}
+
+/* GET /api/admin/tenants, GET /api/unified-tenants - one page. */
+void
+brain_h_tenants_list(struct cm_req *req, void *arg)
+{
+	struct brain_list_query q;
+	char errbuf[CM_ERRBUF_LEN] = "";
+	cJSON *items = NULL, *json = NULL, *it;
+	int status = 403, rc, n;
+
+	(void)brain_from(arg);
+	if (!platform_admin(req) || (status = list_query(req, &q)) != 0)
+		goto out;
+	rc = brain_store_tenant_list(&q, &items, errbuf);
+	if (rc < 0) {
+		status = brain_fail_store(req, rc, "tenant list", errbuf);
+		goto out;
+	}
+	cJSON_ArrayForEach(it, items) render_tenant(NULL, it);
+	n = cJSON_GetArraySize(items);
+	json = cJSON_CreateObject();
+	if (n == q.limit)
+		cJSON_AddStringToObject(
+			json, "next_cursor",
+			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+				cJSON_GetArrayItem(items, n - 1), "slug")));
+	else
+		cJSON_AddNullToObject(json, "next_cursor");
+	cJSON_AddItemToObject(json, "items", items);
+	items = NULL;
+	status = 200;
+out:
+	cm_req_reply_json(req, status, json);
+	cJSON_Delete(items);
+	cJSON_Delete(json);
+}
+
+/* GET /api/admin/tenants/:id, GET /api/unified-tenants/:id - by id or
+   slug, deleted ones included. */
+void
+brain_h_tenant_get(struct cm_req *req, void *arg)
+{
+	const char *key = cm_req_param(req, "id");
+	char errbuf[CM_ERRBUF_LEN] = "";
+	cJSON *row = NULL;
+	int status = 403, rc;
+
+	(void)brain_from(arg);
+	if (!platform_admin(req))
+		goto out;
+	if (strlen(key) > 63 || (!cm_is_uuid(key) && !brain_slug_valid(key)))
+		rc = CM_ENOENT;
+	else
+		rc = brain_store_tenant_get(key, true, &row, errbuf);
+	status = tenant_status(req, 200, rc, row, errbuf);
+out:
+	cm_req_reply_json(req, status, status < 400 ? row : NULL);
+	cJSON_Delete(row);
+}
+
+/* An update of tenant id with If-Match; admin: platform fields allowed.
+   Returns the status; *row is the new tenant. */
+static int
+update_tenant(struct cm_req *req, const struct brain *b, const char *id,
+	      bool admin, cJSON **row)
+{
+	struct brain_tenant_input in = { 0 };
+	char errbuf[CM_ERRBUF_LEN] = "";
+	cJSON *body = NULL;
+	char prev_tier[16] = "";
+	int64_t version = 0;
+	int status, rc;
+
+	rc = if_match_version(req, &version);
+	if (rc == CM_ENOENT) {
+		status = cm_req_fail(req, 428, "precondition_required",
+				     "send If-Match with the tenant's ETag");
+		goto out;
+	}
+	if (rc < 0) {
+		status = cm_req_fail(req, 412, "precondition_failed",
+				     "If-Match is not a tenant ETag");
+		goto out;
+	}
+	if ((status = parse_input(req, admin, &body, &in)) != 0)
+		goto out;
+	if (in.status) {
+		status = cm_req_fail(req, 400, "validation_failed",
+				     "change 'status' with suspend or "
+				     "reactivate");
+		goto out;
+	}
+	rc = brain_store_tenant_update(id, version, &in, row, prev_tier,
+				       errbuf);
+	if (rc == 0)
+		publish(b, "tenant.updated", *row, body);
+	if (rc == 0 && in.tier && strcmp(in.tier, prev_tier))
+		publish_plan_changed(b, *row, prev_tier, in.tier);
+	status = tenant_status(req, 200, rc, *row, errbuf);
+out:
+	brain_tenant_input_release(&in);
+	cJSON_Delete(body);
+	return status;
+}
+
+/* PATCH /api/admin/tenants/:id - update; tenant.updated. */
+void
+brain_h_tenant_update(struct cm_req *req, void *arg)
+{
+	struct brain *b = brain_from(arg);
+	const char *id = NULL;
+	cJSON *row = NULL;
+	int status = 403;
+
+	if (!platform_admin(req))
+		status = 403;
+	else if (!(id = path_id(req)))
+		status = 404;
+	else
+		status = update_tenant(req, b, id, true, &row);
+	cm_req_reply_json(req, status, status < 400 ? row : NULL);
+	cJSON_Delete(row);
+}
+
+typedef int (*tenant_action_fn)(const struct brain *b, const char *id,
+				cJSON **row, char errbuf[CM_ERRBUF_LEN]);
+
+/* The optional {"reason": ...} of a suspension; 0 or a recorded 400. */
+static int
+suspend_reason(struct cm_req *req, cJSON **body, const cJSON **reason)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	const char *data;
+	size_t len;
+	int status;
+
+	*reason = NULL;
+	cm_req_body(req, &data, &len);
+	if (!len)
+		return 0;
+	if ((status = cm_req_json(req, body)) != 0)
+		return status;
+	if (cm_json_get_str(*body, NULL, "reason", false, 500, NULL, errbuf) ==
+	    CM_EINVAL)
+		return cm_req_fail(req, 400, "validation_failed", "%s", errbuf);
+	*reason = cJSON_GetObjectItemCaseSensitive(*body, "reason");
+	return 0;
+}
+
+/* A field of row copied into a new "changes" object. */
+static cJSON *
+changes_of(const cJSON *row, const char *a, const char *b)
+{
+	cJSON *c = cJSON_CreateObject();
+
+	cJSON_AddItemToObject(c, a,
+			      cJSON_Duplicate(cJSON_GetObjectItem(row, a), 1));
+	if (b)
+		cJSON_AddItemToObject(
+			c, b, cJSON_Duplicate(cJSON_GetObjectItem(row, b), 1));
+	return c;
+}
+
+/* The shape of suspend, reactivate, delete and restore. */
+static void
+tenant_action(struct cm_req *req, void *arg, tenant_action_fn fn,
+	      const char *event)
+{
+	struct brain *b = brain_from(arg);
+	char errbuf[CM_ERRBUF_LEN] = "";
+	const cJSON *reason = NULL;
+	cJSON *body = NULL, *row = NULL, *changes = NULL;
+	const char *id;
+	int status = 403, rc;
+
+	if (!platform_admin(req))
+		goto out;
+	status = 404;
+	if (!(id = path_id(req)))
+		goto out;
+	if (!strcmp(event, "tenant.suspended") &&
+	    (status = suspend_reason(req, &body, &reason)) != 0)
+		goto out;
+	rc = fn(b, id, &row, errbuf);
+	if (rc == 0 && !strcmp(event, "tenant.updated"))
+		changes = changes_of(row, "deleted_at", "purge_after");
+	if (rc == 0)
+		publish(b, event, row, changes ? changes : reason);
+	status = tenant_status(req, 200, rc, row, errbuf);
+out:
+	cm_req_reply_json(req, status, status < 400 ? row : NULL);
+	cJSON_Delete(body);
+	cJSON_Delete(row);
+	cJSON_Delete(changes);
+}
+
+static int
+do_suspend(const struct brain *b, const char *id, cJSON **row,
+	   char errbuf[CM_ERRBUF_LEN])
+{
+	(void)b;
+	return brain_store_tenant_set_status(id, "suspended", row, errbuf);
+}
+
+static int
+do_reactivate(const struct brain *b, const char *id, cJSON **row,
+	      char errbuf[CM_ERRBUF_LEN])
+{
+	(void)b;
+	return brain_store_tenant_set_status(id, "active", row, errbuf);
+}
+
+static int
+do_delete(const struct brain *b, const char *id, cJSON **row,
+	  char errbuf[CM_ERRBUF_LEN])
+{
+	return brain_store_tenant_delete(id, b->delete_grace_days, row, errbuf);
+}
+
+static int
+do_restore(const struct brain *b, const char *id, cJSON **row,
+	   char errbuf[CM_ERRBUF_LEN])
+{
+	(void)b;
+	return brain_store_tenant_restore(id, row, errbuf);
+}
+
+/* POST /api/admin/tenants/:id/suspend - tenant.suspended. */
+void
+brain_h_tenant_suspend(struct cm_req *req, void *arg)
+{
+	tenant_action(req, arg, do_suspend, "tenant.suspended");
+}
+
+/* POST /api/admin/tenants/:id/reactivate - tenant.reactivated. */
+void
+brain_h_tenant_reactivate(struct cm_req *req, void *arg)
+{
+	tenant_action(req, arg, do_reactivate, "tenant.reactivated");
+}
+
+/* DELETE /api/admin/tenants/:id - soft delete; tenant.updated. */
+void
+brain_h_tenant_delete(struct cm_req *req, void *arg)
+{
+	tenant_action(req, arg, do_delete, "tenant.updated");
+}
+
+/* POST /api/admin/tenants/:id/restore - within the grace period. */
+void
+brain_h_tenant_restore(struct cm_req *req, void *arg)
+{
+	tenant_action(req, arg, do_restore, "tenant.updated");
+}
+
+enum domain_op {
+	DOMAIN_ADD,
+	DOMAIN_VERIFY,
+	DOMAIN_REMOVE
+};
+
+/* The domain of a domain request: the body's for add, else the path's. */
+static int
+domain_arg(struct cm_req *req, enum domain_op op, cJSON **body,
+	   const char **domain)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	int status;
+
+	*domain = cm_req_param(req, "domain");
+	if (op == DOMAIN_ADD) {
+		if ((status = cm_req_json(req, body)) != 0)
+			return status;
+		if (cm_json_get_str(*body, NULL, "domain", true, 253, domain,
+				    errbuf) < 0)
+			return cm_req_fail(req, 400, "validation_failed", "%s",
+					   errbuf);
+	}
+	if (!*domain || !brain_domain_valid(*domain))
+		return cm_req_fail(req, 400, "validation_failed",
+				   "'domain' must be a lower-case host name");
+	return 0;
+}
+
+static int
+domain_store(enum domain_op op, const char *id, const char *domain,
+	     char errbuf[CM_ERRBUF_LEN])
+{
+	if (op == DOMAIN_ADD)
+		return brain_store_domain_add(id, domain, errbuf);
+	if (op == DOMAIN_VERIFY)
+		return brain_store_domain_verify(id, domain, errbuf);
+	return brain_store_domain_remove(id, domain, errbuf);
+}
+
+static void
+domain_action(struct cm_req *req, void *arg, enum domain_op op)
+{
+	struct brain *b = brain_from(arg);
+	char errbuf[CM_ERRBUF_LEN] = "";
+	const char *id, *domain = NULL;
+	cJSON *body = NULL, *row = NULL, *changes = NULL;
+	int status = 403, rc;
+
+	if (!platform_admin(req))
+		goto out;
+	status = 404;
+	if (!(id = path_id(req)) ||
+	    (status = domain_arg(req, op, &body, &domain)) != 0)
+		goto out;
+	rc = domain_store(op, id, domain, errbuf);
+	if (rc == 0) {
+		cm_tenant_cache_invalidate(NULL); /* host entries too */
+		rc = brain_store_tenant_get(id, false, &row, errbuf);
+	}
+	if (rc == 0) {
+		changes = changes_of(row, "domains", NULL);
+		publish(b, "tenant.updated", row, changes);
+	}
+	status = rc < 0 ? brain_fail_store(req, rc, "domain", errbuf)
+			: tenant_status(req, op == DOMAIN_ADD ? 201 : 200, rc,
+					row, errbuf);
+out:
+	cm_req_reply_json(req, status, status < 400 ? row : NULL);
+	cJSON_Delete(body);
+	cJSON_Delete(row);
+	cJSON_Delete(changes);
+}
+
+/* POST /api/admin/tenants/:id/domains - add an unverified domain. */
+void
+brain_h_domain_add(struct cm_req *req, void *arg)
+{
+	domain_action(req, arg, DOMAIN_ADD);
+}
+
+/* POST /api/admin/tenants/:id/domains/:domain/verify - mark verified. */
+void
+brain_h_domain_verify(struct cm_req *req, void *arg)
+{
+	domain_action(req, arg, DOMAIN_VERIFY);
+}
+
+/* DELETE /api/admin/tenants/:id/domains/:domain */
+void
+brain_h_domain_remove(struct cm_req *req, void *arg)
+{
+	domain_action(req, arg, DOMAIN_REMOVE);
+}
+
+/* Whether host is domain or a name under it. */
+static bool
+under_domain(const char *host, const char *domain)
+{
+	size_t h = strlen(host), d = strlen(domain);
+
+	if (h == d)
+		return !strcmp(host, domain);
+	return h > d + 1 && host[h - d - 1] == '.' &&
+	       !strcmp(host + h - d, domain);
+}
+
+/* Why a host did not resolve, as {reason, message}. */
+static int
+unresolved(const struct brain *b, const char *host, bool tenant_host,
+	   cJSON *json, char errbuf[CM_ERRBUF_LEN])
+{
+	const char *reason, *msg;
+	bool verified = false, deleted = false;
+	char slug[64];
+	int rc = 0;
+
+	if (cm_tenant_host_slug(host, b->domain, slug)) {
+		reason = "unknown_slug";
+		msg = "no tenant has this slug (or it was deleted)";
+	} else if (!tenant_host && under_domain(host, b->domain)) {
+		reason = "platform_host";
+		msg = "a platform host (the base domain or a reserved "
+		      "subdomain) belongs to no tenant";
+	} else if ((rc = brain_store_domain_state(host, &verified, &deleted,
+						  errbuf)) == CM_ENOENT) {
+		rc = 0;
+		reason = "unknown_domain";
+		msg = "no tenant has added this domain";
+	} else {
+		reason = deleted ? "tenant_deleted" : "domain_unverified";
+		msg = deleted ? "the domain's tenant was deleted"
+			      : "the domain is not verified yet";
+	}
+	cJSON_AddBoolToObject(json, "resolved", false);
+	cJSON_AddStringToObject(json, "reason", reason);
+	cJSON_AddStringToObject(json, "message", msg);
+	return rc;
+}
+
+static void
+resolved(const struct brain *b, const char *host, const struct cm_tenant *t,
+	 cJSON *json)
+{
+	char slug[64];
+	cJSON *tj;
+	bool usable =
+		strcmp(t->status, "suspended") && strcmp(t->status, "inactive");
+
+	cJSON_AddBoolToObject(json, "resolved", true);
+	cJSON_AddStringToObject(json, "source",
+				cm_tenant_host_slug(host, b->domain, slug)
+					? "subdomain"
+					: "custom_domain");
+	cJSON_AddBoolToObject(json, "usable", usable);
+	if (!usable)
+		cJSON_AddStringToObject(json, "reason",
+					!strcmp(t->status, "suspended")
+						? "tenant_suspended"
+						: "tenant_inactive");
+	tj = cJSON_AddObjectToObject(json, "tenant");
+	cJSON_AddStringToObject(tj, "id", t->id);
+	cJSON_AddStringToObject(tj, "slug", t->slug);
+	cJSON_AddStringToObject(tj, "name", t->name);
+	cJSON_AddStringToObject(tj, "status", t->status);
+	cJSON_AddStringToObject(tj, "subscription_tier", t->tier);
+}
+
+/* Lower-case host without port into out[256]; false when unusable. */
+static bool
+normalise_host(const char *in, char out[256])
+{
+	size_t i, n = in ? strlen(in) : 0;
+
+	if (n == 0 || n > 255)
+		return false;
+	for (i = 0; i < n && in[i] != ':'; i++)
+		out[i] = (char)((in[i] >= 'A' && in[i] <= 'Z') ? in[i] + 32
+							       : in[i]);
+	out[i] = '\0';
+	return i > 0;
+}
+
+/* GET /api/unified-tenants/resolve?host= - how a host resolves. */
+void
+brain_h_resolve(struct cm_req *req, void *arg)
+{
+	struct brain *b = brain_from(arg);
+	char errbuf[CM_ERRBUF_LEN] = "", host[256];
+	struct cm_tenant t;
+	bool tenant_host = false;
+	cJSON *json = NULL;
+	int status = 403, rc;
+
+	if (!platform_admin(req))
+		goto out;
+	if (!normalise_host(cm_req_query(req, "host"), host)) {
+		status = cm_req_fail(req, 400, "bad_request",
+				     "give ?host= (1..255 bytes)");
+		goto out;
+	}
+	json = cJSON_CreateObject();
+	cJSON_AddStringToObject(json, "host", host);
+	rc = cm_tenant_lookup_host(host, &t, &tenant_host, errbuf);
+	if (rc == 0)
+		resolved(b, host, &t, json);
+	else if (rc == CM_ENOENT)
+		rc = unresolved(b, host, tenant_host, json, errbuf);
+	status =
+		rc < 0 ? brain_fail_store(req, rc, "host lookup", errbuf) : 200;
+out:
+	cm_req_reply_json(req, status, status < 400 ? json : NULL);
+	cJSON_Delete(json);
+}
+
+/* The caller's own tenant for /api/tenant routes: the resolved tenant,
+   which must be the one the caller's token names (a super admin may act
+   on any). NULL after recording 403. */
+const char *
+brain_own_tenant(struct cm_req *req, unsigned perm)
+{
+	const struct cm_principal *p = cm_req_principal(req);
+	const char *tid = cm_req_tenant_id(req);
+
+	if (!tid || !p || p->is_service) {
+		cm_req_fail(req, 403, "forbidden", "users only");
+		return NULL;
+	}
+	if (strcmp(p->tenant_id, tid) &&
+	    !cm_principal_has_role(p, "super_admin")) {
+		cm_req_fail(req, 403, "tenant_mismatch",
+			    "your sign-in is for another tenant");
+		return NULL;
+	}
+	return brain_allowed(req, perm) ? tid : NULL;
+}
+
+/* GET /api/tenant - the caller's tenant. */
+void
+brain_h_own_get(struct cm_req *req, void *arg)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	const char *tid;
+	cJSON *row = NULL;
+	int status = 403, rc;
+
+	(void)brain_from(arg);
+	if ((tid = brain_own_tenant(req, BRAIN_PERM_TENANT_READ)) != NULL) {
+		rc = brain_store_tenant_get(tid, false, &row, errbuf);
+		status = tenant_status(req, 200, rc, row, errbuf);
+	}
+	cm_req_reply_json(req, status, status < 400 ? row : NULL);
+	cJSON_Delete(row);
+}
+
+/* PATCH /api/tenant - name, primary_domain, branding, settings. */
+void
+brain_h_own_update(struct cm_req *req, void *arg)
+{
+	struct brain *b = brain_from(arg);
+	const char *tid;
+	cJSON *row = NULL;
+	int status = 403;
+
+	if ((tid = brain_own_tenant(req, BRAIN_PERM_TENANT_WRITE)) != NULL)
+		status = update_tenant(req, b, tid, false, &row);
+	cm_req_reply_json(req, status, status < 400 ? row : NULL);
+	cJSON_Delete(row);
+}
+
+/* Counters other services report in the hash bz:usage:<tenant id>. */
+static int
+add_reported_usage(const char *tid, cJSON *usage, char errbuf[CM_ERRBUF_LEN])
+{
+	redisReply *r = cm_redis_cmdf(errbuf, "HGETALL bz:usage:%s", tid);
+	int64_t v;
+	size_t i;
+
+	if (!r)
+		return CM_EIO;
+	for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+		if (r->element[i]->type == REDIS_REPLY_STRING &&
+		    r->element[i + 1]->type == REDIS_REPLY_STRING &&
+		    cm_parse_i64(r->element[i + 1]->str, 0, INT64_MAX, &v) ==
+			    0 &&
+		    r->element[i]->len < 64)
+			cJSON_AddNumberToObject(usage, r->element[i]->str,
+						(double)v);
+	freeReplyObject(r);
+	return 0;
+}
+
+/* GET /api/tenant/usage - users and reported counters against limits. */
+void
+brain_h_own_usage(struct cm_req *req, void *arg)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	cJSON *row = NULL, *json = NULL, *usage;
+	const char *tid;
+	int64_t users = 0;
+	int status = 403, rc;
+
+	(void)brain_from(arg);
+	if (!(tid = brain_own_tenant(req, BRAIN_PERM_USAGE_READ)))
+		goto out;
+	if ((rc = brain_store_tenant_get(tid, false, &row, errbuf)) < 0 ||
+	    (rc = brain_store_count_members(tid, &users, errbuf)) < 0) {
+		status = brain_fail_store(req, rc, "tenant", errbuf);
+		goto out;
+	}
+	json = cJSON_CreateObject();
+	cJSON_AddStringToObject(json, "tenant_id", tid);
+	cJSON_AddItemToObject(
+		json, "limits",
+		brain_limits_effective(
+			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+				row, "subscription_tier")),
+			cJSON_GetObjectItemCaseSensitive(row,
+							 "limit_overrides")));
+	usage = cJSON_AddObjectToObject(json, "usage");
+	cJSON_AddNumberToObject(usage, "users", (double)users);
+	if (add_reported_usage(tid, usage, errbuf) < 0)
+		cm_log_warn("usage counters: %s", errbuf);
+	status = 200;
+out:
+	cm_req_reply_json(req, status, json);
+	cJSON_Delete(row);
+	cJSON_Delete(json);
+}
