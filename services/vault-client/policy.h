@@ -1,0 +1,71 @@
+/*
+ * policy.h - canonical secret paths and the service policy table.
+ *
+ * A secret lives at tenants/<tenant_id>/<name> or platform/<service>/<name>.
+ * Names come from request paths and are canonicalised here before anything
+ * is looked up: 1..8 segments of [a-z0-9_.-] (1..64 bytes each, "." and
+ * ".." refused), VC_NAME_MAX bytes in all, no empty segment (so no leading
+ * or trailing "/" and no "//"). Then vc_policy_allows() decides, from a
+ * fixed table, whether the calling service may perform an operation on
+ * the path; the decision never depends on whether the secret exists.
+ * Pure functions over constant data; thread-safe.
+ */
+#ifndef VC_POLICY_H
+#define VC_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/err.h"
+
+#define VC_NAME_MAX 256
+#define VC_SEGMENTS_MAX 8
+#define VC_SEGMENT_MAX 64
+#define VC_SERVICE_MAX 32
+
+enum vc_scope {
+	VC_SCOPE_TENANT = 0,
+	VC_SCOPE_PLATFORM,
+};
+
+enum vc_op {
+	VC_OP_READ = 1u << 0,
+	VC_OP_WRITE = 1u << 1,
+	VC_OP_DELETE = 1u << 2,	 /* soft delete and undelete */
+	VC_OP_DESTROY = 1u << 3, /* erase versions for good */
+	VC_OP_META = 1u << 4,	 /* versions and times, never values */
+	VC_OP_LIST = 1u << 5,	 /* names under a prefix */
+};
+
+#define VC_OP_ALL 0x3fu
+
+struct vc_path {
+	enum vc_scope scope;
+	char owner[40]; /* the tenant id, or the platform service */
+	char name[VC_NAME_MAX + 1];
+};
+
+/* vc_name_valid - whether name is canonical (see above). */
+bool vc_name_valid(const char *name);
+/* vc_path_tenant - canonicalise raw for the caller's tenant_id: 0, or
+   CM_EINVAL (malformed), CM_EACCES ("tenants/<other id>/..."), CM_EPERM
+   ("platform/..." from a tenant context). "tenants/<own id>/x" is x. */
+int vc_path_tenant(const char *tenant_id, const char *raw, struct vc_path *out);
+/* vc_path_platform - raw is "<service>/<name>"; 0 or CM_EINVAL. */
+int vc_path_platform(const char *raw, struct vc_path *out);
+/* vc_prefix_valid - "" or a canonical name followed by "/". */
+bool vc_prefix_valid(const char *prefix);
+/* vc_path_full - "tenants/<id>/<name>" or "platform/<svc>/<name>" into
+   out[n] (truncated when it does not fit). */
+void vc_path_full(const struct vc_path *p, char *out, size_t n);
+/* vc_policy_allows - whether service may perform op (one VC_OP_*) on p. */
+bool vc_policy_allows(const char *service, const struct vc_path *p,
+		      unsigned op);
+/* vc_policy_allows_list - whether service may list names under prefix in
+   scope (owner: the platform service for VC_SCOPE_PLATFORM, else unused). */
+bool vc_policy_allows_list(const char *service, enum vc_scope scope,
+			   const char *owner, const char *prefix);
+/* vc_op_name - "read", "write", ... for audit records. */
+const char *vc_op_name(unsigned op);
+
+#endif
