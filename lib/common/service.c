@@ -44,6 +44,8 @@ struct cm_service {
 	int64_t started_s;
 	struct ready_check checks[MAX_CHECKS];
 	int nchecks;
+	sigset_t sigs;	     /* SIGTERM, SIGINT: blocked, taken by sigwait */
+	bool stop_requested; /* a stop signal came during start-up */
 };
 
 /* Settings every service reads; the port item is added per service. */
@@ -505,11 +507,18 @@ wait_db(struct cm_service *svc, char errbuf[CM_ERRBUF_LEN])
 {
 	int64_t deadline = cm_now_ms() +
 			   cm_config_int(svc->cfg, "DB_STARTUP_WAIT_S") * 1000;
+	const struct timespec pause = { 1, 0 };
 	int rc;
 
 	while ((rc = cm_db_ping(2000, errbuf)) < 0 && cm_now_ms() < deadline) {
 		cm_log_warn("waiting for postgres: %s", errbuf);
-		sleep(1);
+		/* A stop signal while waiting ends start-up cleanly (PID 1 in
+		   a container must not ignore SIGTERM). */
+		if (sigtimedwait(&svc->sigs, NULL, &pause) > 0) {
+			svc->stop_requested = true;
+			cm_errf(errbuf, "stopped while waiting for postgres");
+			return CM_EAGAIN;
+		}
 	}
 	if (rc < 0)
 		return rc;
@@ -642,10 +651,8 @@ static int
 serve(struct cm_service *svc)
 {
 	char errbuf[CM_ERRBUF_LEN] = "";
-	sigset_t set;
 	int sig = 0, rc;
 
-	block_signals(&set);
 	if (svc->desc->start && (rc = svc->desc->start(svc, &svc->arg)) < 0) {
 		cm_log_err("start hook failed: %s", cm_strerror(rc));
 		return rc;
@@ -658,7 +665,7 @@ serve(struct cm_service *svc)
 		    cm_config_str(svc->cfg, "BIND_ADDR"),
 		    cm_http_port(svc->http),
 		    (int)cm_config_int(svc->cfg, "HTTP_THREADS"));
-	sigwait(&set, &sig);
+	sigwait(&svc->sigs, &sig);
 	cm_log_info("signal %d: draining", sig);
 	cm_http_stop(svc->http);
 	rc = cm_http_wait(svc->http);
@@ -750,6 +757,7 @@ cm_service_main(const struct cm_service_desc *desc, int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN); /* hiredis and libpq write(2) to sockets */
+	block_signals(&svc.sigs); /* before any thread; see wait_db, serve */
 	the_service = &svc;
 	svc.started_s = cm_now_s();
 	cm_log_init(desc->name, CM_LOG_INFO);
@@ -761,6 +769,8 @@ cm_service_main(const struct cm_service_desc *desc, int argc, char **argv)
 		rc = serve(&svc);
 	service_free(&svc);
 	the_service = NULL;
+	if (svc.stop_requested)
+		return 0;
 	if (rc == CM_EINVAL)
 		return 2;
 	return rc < 0 ? 1 : 0;

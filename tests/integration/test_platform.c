@@ -737,6 +737,19 @@ START_TEST(test_role_with_bypassrls_is_refused_at_start)
 }
 END_TEST
 
+START_TEST(test_sigterm_while_waiting_for_postgres_exits_cleanly)
+{
+	char port[32];
+	const char *env[] = { port, "DB_STARTUP_WAIT_S=60", NULL };
+	struct cm_test_svc s;
+
+	snprintf(port, sizeof(port), "POSTGRES_PORT=%d", cm_test_free_port());
+	cm_test_svc_spawn(&s, "crm", env);
+	usleep(1500 * 1000);
+	ck_assert_int_eq(cm_test_svc_stop(&s), 0);
+}
+END_TEST
+
 static const char *const all_services[] = {
 	"brain",	"event-bus",	    "crm",   "cms",
 	"agents",	"telegram",	    "image", "temporal-worker",
@@ -827,6 +840,8 @@ make_suite(void)
 	tcase_add_test(start, test_bad_config_is_refused_listing_every_problem);
 	tcase_add_test(start, test_help_lists_settings_without_secret_values);
 	tcase_add_test(start, test_role_with_bypassrls_is_refused_at_start);
+	tcase_add_test(start,
+		       test_sigterm_while_waiting_for_postgres_exits_cleanly);
 	tcase_add_test(start,
 		       test_every_service_starts_is_ready_and_stops_cleanly);
 	suite_add_tcase(s, start);

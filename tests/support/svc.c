@@ -107,6 +107,17 @@ log_path(const char *name, int port, char *out, size_t n)
 	snprintf(out, n, "%s/%s-%d-%ld.log", dir, name, port, (long)getpid());
 }
 
+void
+cm_test_svc_spawn(struct cm_test_svc *s, const char *name,
+		  const char *const *env)
+{
+	memset(s, 0, sizeof(*s));
+	cm_strlcpy(s->name, name, sizeof(s->name));
+	s->port = cm_test_free_port();
+	log_path(name, s->port, s->log, sizeof(s->log));
+	s->pid = spawn(name, s->port, env, NULL, s->log);
+}
+
 int
 cm_test_svc_start(struct cm_test_svc *s, const char *name,
 		  const char *const *env)
@@ -114,11 +125,7 @@ cm_test_svc_start(struct cm_test_svc *s, const char *name,
 	struct cm_test_resp r;
 	int i, st;
 
-	memset(s, 0, sizeof(*s));
-	cm_strlcpy(s->name, name, sizeof(s->name));
-	s->port = cm_test_free_port();
-	log_path(name, s->port, s->log, sizeof(s->log));
-	s->pid = spawn(name, s->port, env, NULL, s->log);
+	cm_test_svc_spawn(s, name, env);
 	for (i = 0; i < 150; i++) {
 		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
 			s->pid = 0;

@@ -34,6 +34,9 @@ struct cm_test_resp {
 /* cm_test_svc_start - start and wait for /health (15 s); 0 or -1. */
 int cm_test_svc_start(struct cm_test_svc *s, const char *name,
 		      const char *const *env);
+/* cm_test_svc_spawn - start on a free port without waiting for it. */
+void cm_test_svc_spawn(struct cm_test_svc *s, const char *name,
+		       const char *const *env);
 /* cm_test_svc_run - run `<name> args...` to completion with env; returns
    the exit status and the captured stderr in *err (malloc'd). */
 int cm_test_svc_run(const char *name, const char *const *env, const char *arg,
