@@ -351,3 +351,23 @@ cm_json_get_array(const cJSON *obj, const char *path, const char *name,
 		*out = f;
 	return 0;
 }
+
+void
+cm_json_add_next_cursor(cJSON *obj, const char *cursor)
+{
+	if (cursor && *cursor)
+		cJSON_AddStringToObject(obj, "next_cursor", cursor);
+	else
+		cJSON_AddNullToObject(obj, "next_cursor");
+}
+
+cJSON *
+cm_json_list(cJSON *items, const char *next_cursor)
+{
+	cJSON *page = cJSON_CreateObject();
+
+	cJSON_AddItemToObject(page, "items",
+			      items ? items : cJSON_CreateArray());
+	cm_json_add_next_cursor(page, next_cursor);
+	return page;
+}

@@ -177,9 +177,7 @@ brain_h_keys_list(struct cm_req *req, void *arg)
 		status = brain_fail_store(req, rc, "api keys", errbuf);
 		goto out;
 	}
-	json = cJSON_CreateObject();
-	cJSON_AddItemToObject(json, "items", items);
-	cJSON_AddNullToObject(json, "next_cursor");
+	json = cm_json_list(items, NULL);
 	status = 200;
 out:
 	cm_req_reply_json(req, status, json);

@@ -202,9 +202,7 @@ brain_h_members_list(struct cm_req *req, void *arg)
 		status = brain_fail_store(req, rc, "members", errbuf);
 		goto out;
 	}
-	json = cJSON_CreateObject();
-	cJSON_AddItemToObject(json, "items", items);
-	cJSON_AddNullToObject(json, "next_cursor");
+	json = cm_json_list(items, NULL);
 	status = 200;
 out:
 	cm_req_reply_json(req, status, json);
@@ -358,9 +356,7 @@ brain_h_invites_list(struct cm_req *req, void *arg)
 		status = brain_fail_store(req, rc, "invitations", errbuf);
 		goto out;
 	}
-	json = cJSON_CreateObject();
-	cJSON_AddItemToObject(json, "items", items);
-	cJSON_AddNullToObject(json, "next_cursor");
+	json = cm_json_list(items, NULL);
 	status = 200;
 out:
 	cm_req_reply_json(req, status, json);

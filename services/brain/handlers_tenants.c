@@ -416,15 +416,12 @@ brain_h_tenants_list(struct cm_req *req, void *arg)
 	}
 	cJSON_ArrayForEach(it, items) render_tenant(NULL, it);
 	n = cJSON_GetArraySize(items);
-	json = cJSON_CreateObject();
-	if (n == q.limit)
-		cJSON_AddStringToObject(
-			json, "next_cursor",
-			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-				cJSON_GetArrayItem(items, n - 1), "slug")));
-	else
-		cJSON_AddNullToObject(json, "next_cursor");
-	cJSON_AddItemToObject(json, "items", items);
+	json = cm_json_list(
+		items,
+		n == q.limit
+			? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+				  cJSON_GetArrayItem(items, n - 1), "slug"))
+			: NULL);
 	items = NULL;
 	status = 200;
 out:

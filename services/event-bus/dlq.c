@@ -108,11 +108,11 @@ bus_dlq_list(const char *tenant, const char *cursor, int limit, cJSON **out,
 	     i++)
 		if (entry_ok(r->element[i]))
 			cJSON_AddItemToArray(items, render(r->element[i]));
-	if (r->type == REDIS_REPLY_ARRAY && r->elements > (size_t)limit)
-		cJSON_AddStringToObject(*out, "next_cursor",
-					r->element[limit - 1]->element[0]->str);
-	else
-		cJSON_AddNullToObject(*out, "next_cursor");
+	cm_json_add_next_cursor(*out,
+				r->type == REDIS_REPLY_ARRAY &&
+						r->elements > (size_t)limit
+					? r->element[limit - 1]->element[0]->str
+					: NULL);
 	freeReplyObject(r);
 	return 0;
 }

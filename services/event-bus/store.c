@@ -145,9 +145,9 @@ render_page(PGresult *res, int limit, cJSON *out)
 		snprintf(cursor, sizeof(cursor), "%s.%s",
 			 PQgetvalue(res, limit - 1, 1),
 			 PQgetvalue(res, limit - 1, 2));
-		cJSON_AddStringToObject(out, "next_cursor", cursor);
+		cm_json_add_next_cursor(out, cursor);
 	} else {
-		cJSON_AddNullToObject(out, "next_cursor");
+		cm_json_add_next_cursor(out, NULL);
 	}
 }
 

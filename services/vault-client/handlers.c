@@ -565,12 +565,7 @@ do_list(struct cm_req *req, void *arg, enum vc_scope scope)
 		status = store_failed(&c, rc, errbuf);
 		goto out;
 	}
-	out = cJSON_CreateObject();
-	cJSON_AddItemToObject(out, "items", items);
-	if (next[0])
-		cJSON_AddStringToObject(out, "next_cursor", next);
-	else
-		cJSON_AddNullToObject(out, "next_cursor");
+	out = cm_json_list(items, next);
 	status = 200;
 out:
 	cm_req_reply_json(req, status, out);

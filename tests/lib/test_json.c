@@ -451,6 +451,25 @@ START_TEST(test_field_names_are_case_sensitive)
 }
 END_TEST
 
+START_TEST(test_list_pages_carry_a_cursor_or_null_on_the_last)
+{
+	cJSON *items = cJSON_CreateArray(), *page;
+	char *text;
+
+	cJSON_AddItemToArray(items, cJSON_CreateString("a"));
+	page = cm_json_list(items, "c1");
+	text = cJSON_PrintUnformatted(page);
+	ck_assert_str_eq(text, "{\"items\":[\"a\"],\"next_cursor\":\"c1\"}");
+	free(text);
+	cJSON_Delete(page);
+	page = cm_json_list(NULL, "");
+	text = cJSON_PrintUnformatted(page);
+	ck_assert_str_eq(text, "{\"items\":[],\"next_cursor\":null}");
+	free(text);
+	cJSON_Delete(page);
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -487,6 +506,7 @@ make_suite(void)
 	tcase_add_test(g, test_uuid_field_must_be_canonical);
 	tcase_add_test(g, test_object_and_array_fields_are_type_checked);
 	tcase_add_test(g, test_field_names_are_case_sensitive);
+	tcase_add_test(g, test_list_pages_carry_a_cursor_or_null_on_the_last);
 	suite_add_tcase(s, g);
 	return s;
 }

@@ -68,6 +68,12 @@ int cm_json_get_object(const cJSON *obj, const char *path, const char *name,
 int cm_json_get_array(const cJSON *obj, const char *path, const char *name,
 		      bool required, int max_items, const cJSON **out,
 		      char errbuf[CM_ERRBUF_LEN]);
+/* cm_json_list - a list page {"items": items, "next_cursor": cursor or
+   null}; takes ownership of items (NULL: an empty array). */
+cJSON *cm_json_list(cJSON *items, const char *next_cursor);
+/* cm_json_add_next_cursor - add "next_cursor": cursor, or null when cursor
+   is NULL or empty (the last page). */
+void cm_json_add_next_cursor(cJSON *obj, const char *cursor);
 /* cm_json_print - compact text, "null" for NULL (malloc'd, free() it;
    abort on OOM). */
 char *cm_json_print(const cJSON *json);
