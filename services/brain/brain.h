@@ -275,6 +275,19 @@ bool brain_allowed(struct cm_req *req, unsigned perm);
 int brain_fail_store(struct cm_req *req, int rc, const char *what,
 		     const char *errbuf);
 
+typedef int (*brain_list_fn)(const char *tid, cJSON **out,
+			     char errbuf[CM_ERRBUF_LEN]);
+typedef int (*brain_revoke_fn)(const char *tid, const char *id,
+			       char errbuf[CM_ERRBUF_LEN]);
+/* brain_reply_list - answer {"items": list(tid)} (200); a NULL tid means
+   the caller was refused already (403 recorded). */
+void brain_reply_list(struct cm_req *req, const char *tid, brain_list_fn list,
+		      const char *what);
+/* brain_reply_revoke - revoke(tid, :id) and answer 204; unknown and
+   other tenants' ids are both 404; a NULL tid as for brain_reply_list. */
+void brain_reply_revoke(struct cm_req *req, const char *tid,
+			brain_revoke_fn revoke, const char *what);
+
 /* Route handlers (the route table is in service.c). */
 void brain_h_tenants_list(struct cm_req *req, void *arg);
 void brain_h_tenants_create(struct cm_req *req, void *arg);

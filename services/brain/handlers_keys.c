@@ -165,40 +165,16 @@ out:
 void
 brain_h_keys_list(struct cm_req *req, void *arg)
 {
-	char errbuf[CM_ERRBUF_LEN] = "";
-	cJSON *items = NULL, *json = NULL;
-	const char *tid;
-	int status = 403, rc;
-
 	(void)brain_from(arg);
-	if (!(tid = key_admin_tenant(req)))
-		goto out;
-	if ((rc = brain_store_key_list(tid, &items, errbuf)) < 0) {
-		status = brain_fail_store(req, rc, "api keys", errbuf);
-		goto out;
-	}
-	json = cm_json_list(items, NULL);
-	status = 200;
-out:
-	cm_req_reply_json(req, status, json);
-	cJSON_Delete(json);
+	brain_reply_list(req, key_admin_tenant(req), brain_store_key_list,
+			 "api keys");
 }
 
 /* DELETE /api/tenant/api-keys/:id - revoke at once. */
 void
 brain_h_keys_revoke(struct cm_req *req, void *arg)
 {
-	const char *id = cm_req_param(req, "id");
-	char errbuf[CM_ERRBUF_LEN] = "";
-	const char *tid;
-	int status = 403, rc;
-
 	(void)brain_from(arg);
-	if (!(tid = key_admin_tenant(req)))
-		goto out;
-	rc = id && cm_is_uuid(id) ? brain_store_key_revoke(tid, id, errbuf)
-				  : CM_ENOENT;
-	status = rc < 0 ? brain_fail_store(req, rc, "api key", errbuf) : 204;
-out:
-	cm_req_reply_json(req, status, NULL);
+	brain_reply_revoke(req, key_admin_tenant(req), brain_store_key_revoke,
+			   "api key");
 }

@@ -190,23 +190,9 @@ caller_rank(const struct cm_principal *p)
 void
 brain_h_members_list(struct cm_req *req, void *arg)
 {
-	char errbuf[CM_ERRBUF_LEN] = "";
-	cJSON *items = NULL, *json = NULL;
-	const char *tid;
-	int status = 403, rc;
-
 	(void)brain_from(arg);
-	if (!(tid = brain_own_tenant(req, BRAIN_PERM_MEMBERS_READ)))
-		goto out;
-	if ((rc = brain_store_members(tid, &items, errbuf)) < 0) {
-		status = brain_fail_store(req, rc, "members", errbuf);
-		goto out;
-	}
-	json = cm_json_list(items, NULL);
-	status = 200;
-out:
-	cm_req_reply_json(req, status, json);
-	cJSON_Delete(json);
+	brain_reply_list(req, brain_own_tenant(req, BRAIN_PERM_MEMBERS_READ),
+			 brain_store_members, "members");
 }
 
 /* POST /api/tenant/members - add; roles up to the caller's own. */
@@ -344,42 +330,18 @@ out:
 void
 brain_h_invites_list(struct cm_req *req, void *arg)
 {
-	char errbuf[CM_ERRBUF_LEN] = "";
-	cJSON *items = NULL, *json = NULL;
-	const char *tid;
-	int status = 403, rc;
-
 	(void)brain_from(arg);
-	if (!(tid = brain_own_tenant(req, BRAIN_PERM_MEMBERS_READ)))
-		goto out;
-	if ((rc = brain_store_invite_list(tid, &items, errbuf)) < 0) {
-		status = brain_fail_store(req, rc, "invitations", errbuf);
-		goto out;
-	}
-	json = cm_json_list(items, NULL);
-	status = 200;
-out:
-	cm_req_reply_json(req, status, json);
-	cJSON_Delete(json);
+	brain_reply_list(req, brain_own_tenant(req, BRAIN_PERM_MEMBERS_READ),
+			 brain_store_invite_list, "invitations");
 }
 
 /* DELETE /api/tenant/invitations/:id - an open invitation. */
 void
 brain_h_invites_revoke(struct cm_req *req, void *arg)
 {
-	const char *id = cm_req_param(req, "id");
-	char errbuf[CM_ERRBUF_LEN] = "";
-	const char *tid;
-	int status = 403, rc;
-
 	(void)brain_from(arg);
-	if (!(tid = brain_own_tenant(req, BRAIN_PERM_MEMBERS_WRITE)))
-		goto out;
-	rc = id && cm_is_uuid(id) ? brain_store_invite_revoke(tid, id, errbuf)
-				  : CM_ENOENT;
-	status = rc < 0 ? brain_fail_store(req, rc, "invitation", errbuf) : 204;
-out:
-	cm_req_reply_json(req, status, NULL);
+	brain_reply_revoke(req, brain_own_tenant(req, BRAIN_PERM_MEMBERS_WRITE),
+			   brain_store_invite_revoke, "invitation");
 }
 
 struct accept_input {

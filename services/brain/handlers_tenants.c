@@ -60,6 +60,43 @@ brain_fail_store(struct cm_req *req, int rc, const char *what,
 	}
 }
 
+void
+brain_reply_list(struct cm_req *req, const char *tid, brain_list_fn list,
+		 const char *what)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	cJSON *items = NULL, *json = NULL;
+	int status = 403, rc;
+
+	if (!tid)
+		goto out;
+	if ((rc = list(tid, &items, errbuf)) < 0) {
+		status = brain_fail_store(req, rc, what, errbuf);
+		goto out;
+	}
+	json = cm_json_list(items, NULL);
+	status = 200;
+out:
+	cm_req_reply_json(req, status, json);
+	cJSON_Delete(json);
+}
+
+void
+brain_reply_revoke(struct cm_req *req, const char *tid, brain_revoke_fn revoke,
+		   const char *what)
+{
+	const char *id = cm_req_param(req, "id");
+	char errbuf[CM_ERRBUF_LEN] = "";
+	int status = 403, rc;
+
+	if (!tid)
+		goto out;
+	rc = id && cm_is_uuid(id) ? revoke(tid, id, errbuf) : CM_ENOENT;
+	status = rc < 0 ? brain_fail_store(req, rc, what, errbuf) : 204;
+out:
+	cm_req_reply_json(req, status, NULL);
+}
+
 /* Add the effective limits and the ETag to a tenant row. */
 static void
 render_tenant(struct cm_req *req, cJSON *row)
