@@ -34,6 +34,10 @@ cm_strerror(int code)
 		return "try again later";
 	case CM_ECONNREFUSED:
 		return "connection refused";
+	case CM_EPIPE:
+		return "peer went away";
+	case CM_ENOSPC:
+		return "table full";
 	case CM_ESTALE:
 		return "stale version";
 	case CM_EPROTO:

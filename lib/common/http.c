@@ -22,6 +22,7 @@
  *    error response (Connection: close, as evhttp's was).
  */
 #include "common/http.h"
+#include "http_internal.h"
 #include "common/auth.h"
 #include "common/buf.h"
 #include "common/err.h"
@@ -142,9 +143,15 @@ struct worker {
 	struct conn *conns;  /* every open connection */
 	struct conn **by_fd; /* attached connections by socket */
 	size_t nby_fd;
-	time_t date_sec; /* when date was formatted */
-	char date[40];	 /* Date header value */
-	size_t rnd_pos;	 /* next unused byte of rnd */
+	time_t date_sec;	 /* when date was formatted */
+	char date[40];		 /* Date header value */
+	size_t rnd_pos;		 /* next unused byte of rnd */
+	struct cm_req *deferred; /* requests answered later (a list) */
+	struct {
+		void (*fn)(void *arg);
+		void *arg;
+	} at_exit[4]; /* cm_http_worker_at_exit_ */
+	int nat_exit;
 	unsigned char rnd[16 * UUID_BATCH];
 };
 
@@ -183,11 +190,12 @@ struct conn {
 	struct conn *prev, *next;
 	int fd;
 	bool attached;
-	bool responding;  /* request handed to us, reply not yet sent */
-	bool fix_pending; /* evhttp wrote an answer of its own */
-	size_t fix_start; /* where in the output buffer it starts */
-	size_t in_added;  /* bytes received since the request began */
-	size_t in_used;	  /* bytes evhttp consumed since then */
+	bool responding;	 /* request handed to us, reply not yet sent */
+	struct cm_req *deferred; /* its request, when deferred */
+	bool fix_pending;	 /* evhttp wrote an answer of its own */
+	size_t fix_start;	 /* where in the output buffer it starts */
+	size_t in_added;	 /* bytes received since the request began */
+	size_t in_used;		 /* bytes evhttp consumed since then */
 };
 
 struct param {
@@ -218,6 +226,17 @@ struct cm_req {
 	bool has_principal;
 	bool has_tenant;
 	int err_status; /* err_code, err_msg are valid */
+	bool deferred;	/* the handler handed it on (cm_req_defer) */
+	bool on_heap;	/* the deferred copy: freed by its final call */
+	bool streaming; /* cm_req_stream_begin sent the head */
+	bool gone;	/* the client went away (ev may be NULL) */
+	bool close_called;
+	cm_req_close_fn close_fn;
+	void *close_arg;
+	struct event *tick_ev; /* cm_req_every */
+	cm_req_tick_fn tick_fn;
+	void *tick_arg;
+	struct cm_req *dprev, *dnext; /* the worker's deferred list */
 	bool replied;
 	int status;
 	size_t bytes;
@@ -606,6 +625,8 @@ conn_new_bev(struct event_base *base, void *arg)
 	return c->bev;
 }
 
+static void deferred_gone(struct conn *c);
+
 static void
 conn_closed(struct evhttp_connection *evcon, void *arg)
 {
@@ -614,6 +635,8 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 	(void)evcon;
 	if (!c || c->magic != CONN_MAGIC)
 		return;
+	if (c->deferred)
+		deferred_gone(c);
 	evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
 	evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
 	conn_release(c);
@@ -1125,6 +1148,8 @@ headers_common(struct cm_req *req, bool json)
 		evhttp_add_header(h, "Connection", "close");
 }
 
+static void deferred_finish(struct cm_req *req);
+
 static bool
 status_has_body(int status)
 {
@@ -1141,10 +1166,14 @@ reply_send(struct cm_req *req, int status, const char *ctype, const void *body,
 	char clen[32];
 	bool json = ctype && !strncmp(ctype, "application/json", 16);
 
-	if (req->replied)
+	if (req->replied || req->streaming)
 		return;
 	req->replied = true;
 	req->status = status;
+	if (!req->ev) { /* the client is gone and evhttp freed its request */
+		deferred_finish(req);
+		return;
+	}
 	if (!status_has_body(status))
 		len = 0;
 	req->bytes = len;
@@ -1160,6 +1189,8 @@ reply_send(struct cm_req *req, int status, const char *ctype, const void *body,
 	req->w->own_write = true;
 	evhttp_send_reply(req->ev, status, status_reason(status), NULL);
 	req->w->own_write = false;
+	if (req->on_heap)
+		deferred_finish(req);
 }
 
 /* Record the generic error for status, as no one recorded any. */
@@ -1246,7 +1277,7 @@ cm_req_reply(struct cm_req *req, int status, const char *content_type,
 void
 cm_req_set_header(struct cm_req *req, const char *name, const char *value)
 {
-	if (req->replied || !name || !value)
+	if (req->replied || req->streaming || !req->ev || !name || !value)
 		return;
 	evhttp_add_header(evhttp_request_get_output_headers(req->ev), name,
 			  value);
@@ -1270,6 +1301,14 @@ const char *
 cm_req_path(const struct cm_req *req)
 {
 	return req->path ? req->path : req->raw_path;
+}
+
+const char *
+cm_req_uri(const struct cm_req *req)
+{
+	const char *u = req->ev ? evhttp_request_get_uri(req->ev) : NULL;
+
+	return u ? u : "";
 }
 
 const struct cm_route *
@@ -1306,6 +1345,8 @@ cm_req_query(struct cm_req *req, const char *name)
 	const char *q;
 
 	if (!req->query_parsed) {
+		if (!req->ev)
+			return NULL;
 		req->query_parsed = true;
 		TAILQ_INIT(&req->query);
 		q = evhttp_uri_get_query(
@@ -1319,6 +1360,8 @@ cm_req_query(struct cm_req *req, const char *name)
 const char *
 cm_req_header(const struct cm_req *req, const char *name)
 {
+	if (!req->ev)
+		return NULL;
 	return evhttp_find_header(evhttp_request_get_input_headers(req->ev),
 				  name);
 }
@@ -1368,7 +1411,7 @@ const char *
 cm_req_peer(const struct cm_req *req)
 {
 	struct evhttp_connection *evcon =
-		evhttp_request_get_connection(req->ev);
+		req->ev ? evhttp_request_get_connection(req->ev) : NULL;
 	char *addr = NULL;
 	ev_uint16_t port = 0;
 
@@ -1381,8 +1424,9 @@ cm_req_peer(const struct cm_req *req)
 void
 cm_req_body(const struct cm_req *req, const char **data, size_t *len)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req->ev);
-	size_t n = evbuffer_get_length(in);
+	struct evbuffer *in =
+		req->ev ? evhttp_request_get_input_buffer(req->ev) : NULL;
+	size_t n = in ? evbuffer_get_length(in) : 0;
 
 	*len = n;
 	*data = n ? (const char *)evbuffer_pullup(in, -1) : "";
@@ -1695,6 +1739,10 @@ on_request(struct evhttp_request *ev, void *arg)
 	}
 	cm_metrics_gauge_add(IN_FLIGHT, IN_FLIGHT_HELP, NULL, 1);
 	dispatch(&req);
+	if (req.deferred) { /* the heap copy finishes it */
+		cm_log_set_context(NULL, NULL);
+		return;
+	}
 	if (!req.replied) {
 		cm_log_err("http: handler for %s %s returned without a reply",
 			   req.method, req.label ? req.label : "?");
@@ -1703,6 +1751,299 @@ on_request(struct evhttp_request *ev, void *arg)
 	}
 	cm_metrics_gauge_add(IN_FLIGHT, IN_FLIGHT_HELP, NULL, -1);
 	req_finish(&req);
+}
+
+/* ---- deferred replies and streams -------------------------------------- */
+
+static __thread struct worker *cur_worker; /* set on worker threads */
+
+static const char *
+rebase(const char *p, const struct cm_req *from, struct cm_req *to)
+{
+	if (p && p >= from->buf && p < from->buf + sizeof(from->buf))
+		return to->buf + (p - from->buf);
+	return p;
+}
+
+struct cm_req *
+cm_req_defer(struct cm_req *req)
+{
+	struct cm_req *d;
+	struct worker *w = req->w;
+	int i;
+
+	if (req->magic != REQ_MAGIC || req->replied || req->deferred ||
+	    req->on_heap)
+		return NULL;
+	d = cm_xmalloc(sizeof(*d));
+	memcpy(d, req, sizeof(*d));
+	d->path = (char *)rebase(req->path, req, d);
+	for (i = 0; i < req->nsegs && i < MAX_SEGS; i++)
+		d->segs[i] = rebase(req->segs[i], req, d);
+	for (i = 0; i < req->nparams; i++)
+		d->params[i].value = rebase(req->params[i].value, req, d);
+	if (req->query_parsed) { /* a list head does not move: parse again */
+		evhttp_clear_headers(&req->query);
+		req->query_parsed = false;
+		d->query_parsed = false;
+	}
+	req->heap = NULL; /* the path storage is d's now */
+	req->deferred = true;
+	d->deferred = true;
+	d->on_heap = true;
+	d->dprev = NULL;
+	d->dnext = w->deferred;
+	if (w->deferred)
+		w->deferred->dprev = d;
+	w->deferred = d;
+	if (d->conn)
+		d->conn->deferred = d;
+	return d;
+}
+
+void
+cm_req_on_close(struct cm_req *req, cm_req_close_fn fn, void *arg)
+{
+	if (!req->on_heap)
+		return;
+	req->close_fn = fn;
+	req->close_arg = arg;
+}
+
+bool
+cm_req_deferred(const struct cm_req *req)
+{
+	return req->on_heap;
+}
+
+bool
+cm_req_client_gone(const struct cm_req *req)
+{
+	return req->gone;
+}
+
+static void
+deferred_close_cb(struct cm_req *req)
+{
+	if (req->close_called || !req->close_fn)
+		return;
+	req->close_called = true;
+	req->close_fn(req, req->close_arg); /* may free req */
+}
+
+/* The final step of a deferred request: log, metrics, free. */
+static void
+deferred_finish(struct cm_req *req)
+{
+	struct worker *w = req->w;
+
+	if (req->dprev)
+		req->dprev->dnext = req->dnext;
+	else if (w->deferred == req)
+		w->deferred = req->dnext;
+	if (req->dnext)
+		req->dnext->dprev = req->dprev;
+	if (req->conn && req->conn->deferred == req)
+		req->conn->deferred = NULL;
+	if (req->tick_ev)
+		event_free(req->tick_ev);
+	req->tick_ev = NULL;
+	if (req->gone && !req->status)
+		req->status = 499; /* nginx's "client closed request" */
+	cm_log_set_context(req->id, req->has_tenant ? req->tenant.id : NULL);
+	cm_metrics_gauge_add(IN_FLIGHT, IN_FLIGHT_HELP, NULL, -1);
+	req_finish(req);
+	free(req);
+}
+
+/* The connection of a deferred request closes (client gone, timeout,
+   teardown). evhttp frees the request with the connection unless it
+   detached it first (an EOF or error while we held it). */
+static void
+deferred_gone(struct conn *c)
+{
+	struct cm_req *req = c->deferred;
+
+	c->deferred = NULL;
+	req->conn = NULL;
+	req->gone = true;
+	if (req->ev && evhttp_request_get_connection(req->ev))
+		req->ev = NULL;
+	deferred_close_cb(req);
+}
+
+static void
+deferred_stopping(struct worker *w)
+{
+	struct cm_req *req, *next;
+
+	for (req = w->deferred; req; req = next) {
+		next = req->dnext;
+		if (req->streaming)
+			deferred_close_cb(req);
+	}
+}
+
+/* After evhttp_free: owners get their close call, then what is left is
+   freed (its evhttp request went with evhttp). */
+static void
+deferred_teardown(struct worker *w)
+{
+	struct cm_req *req;
+
+	while ((req = w->deferred)) {
+		req->gone = true;
+		req->ev = NULL;
+		req->conn = NULL;
+		deferred_close_cb(req);
+		if (w->deferred == req) {
+			cm_log_warn("http: deferred %s %s never finished",
+				    req->method, cm_req_path(req));
+			deferred_finish(req);
+		}
+	}
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cm_req *req = arg;
+
+	(void)fd;
+	(void)what;
+	req->tick_fn(req, req->tick_arg); /* may free req */
+}
+
+int
+cm_req_every(struct cm_req *req, int ms, cm_req_tick_fn fn, void *arg)
+{
+	struct timeval tv;
+
+	if (!req->on_heap || req->tick_ev || ms < 1 || !fn)
+		return CM_EINVAL;
+	req->tick_ev = event_new(req->w->base, -1, EV_PERSIST, tick_cb, req);
+	if (!req->tick_ev)
+		return CM_ENOMEM;
+	req->tick_fn = fn;
+	req->tick_arg = arg;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	if (event_add(req->tick_ev, &tv)) {
+		event_free(req->tick_ev);
+		req->tick_ev = NULL;
+		return CM_EIO;
+	}
+	return 0;
+}
+
+int
+cm_req_stream_begin(struct cm_req *req, int status, const char *content_type)
+{
+	struct evkeyvalq *h;
+
+	if (!req->on_heap || req->replied || req->streaming || status < 200 ||
+	    !status_has_body(status))
+		return CM_EINVAL;
+	if (!req->ev || req->gone)
+		return CM_EPIPE;
+	req->streaming = true;
+	req->status = status;
+	h = evhttp_request_get_output_headers(req->ev);
+	headers_common(req, false);
+	if (content_type)
+		evhttp_add_header(h, "Content-Type", content_type);
+	req->w->own_write = true;
+	evhttp_send_reply_start(req->ev, status, status_reason(status));
+	req->w->own_write = false;
+	return 0;
+}
+
+int
+cm_req_stream_write(struct cm_req *req, const void *data, size_t len)
+{
+	struct evbuffer *b;
+
+	if (!req->streaming || req->replied)
+		return CM_EINVAL;
+	if (!req->ev || req->gone)
+		return CM_EPIPE;
+	if (!len)
+		return 0;
+	b = evbuffer_new();
+	if (!b || evbuffer_add(b, data, len)) {
+		if (b)
+			evbuffer_free(b);
+		return CM_ENOMEM;
+	}
+	req->w->own_write = true;
+	evhttp_send_reply_chunk(req->ev, b);
+	req->w->own_write = false;
+	evbuffer_free(b);
+	req->bytes += len;
+	return 0;
+}
+
+size_t
+cm_req_stream_pending(const struct cm_req *req)
+{
+	struct evhttp_connection *evcon =
+		req->ev ? evhttp_request_get_connection(req->ev) : NULL;
+	struct bufferevent *bev =
+		evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+	return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+void
+cm_req_stream_end(struct cm_req *req)
+{
+	if (!req->on_heap || req->replied)
+		return;
+	if (!req->streaming) { /* nothing was sent: an error reply */
+		if (!req->err_status)
+			cm_req_fail(req, 500, "internal", "internal error");
+		reply_error(req, 500);
+		return;
+	}
+	req->replied = true;
+	if (req->ev) {
+		req->w->own_write = true;
+		evhttp_send_reply_end(req->ev); /* frees a detached request */
+		req->w->own_write = false;
+	}
+	deferred_finish(req);
+}
+
+struct evhttp_request *
+cm_http_req_ev_(const struct cm_req *req)
+{
+	return req->ev;
+}
+
+struct event_base *
+cm_http_req_base_(const struct cm_req *req)
+{
+	return req->w->base;
+}
+
+struct event_base *
+cm_http_worker_base_(void)
+{
+	return cur_worker ? cur_worker->base : NULL;
+}
+
+int
+cm_http_worker_at_exit_(void (*fn)(void *arg), void *arg)
+{
+	struct worker *w = cur_worker;
+
+	if (!w ||
+	    w->nat_exit >= (int)(sizeof(w->at_exit) / sizeof(w->at_exit[0])))
+		return CM_ENOSPC;
+	w->at_exit[w->nat_exit].fn = fn;
+	w->at_exit[w->nat_exit].arg = arg;
+	w->nat_exit++;
+	return 0;
 }
 
 /* ---- workers and lifecycle -------------------------------------------- */
@@ -1743,6 +2084,8 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 	drain_step(arg);
 }
 
+static void deferred_stopping(struct worker *w);
+
 static void
 wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1758,8 +2101,11 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		w->bound = NULL;
 	}
 	w->drain_deadline_ms = cm_now_ms() + w->http->cfg.drain_timeout_ms;
+	deferred_stopping(w);
 	drain_step(w);
 }
+
+static void deferred_teardown(struct worker *w);
 
 static void
 worker_teardown(struct worker *w)
@@ -1777,6 +2123,11 @@ worker_teardown(struct worker *w)
 	w->bound = NULL;
 	while (w->conns)
 		conn_release(w->conns);
+	deferred_teardown(w);
+	while (w->nat_exit > 0) {
+		w->nat_exit--;
+		w->at_exit[w->nat_exit].fn(w->at_exit[w->nat_exit].arg);
+	}
 	if (w->wake_ev)
 		event_free(w->wake_ev);
 	if (w->drain_ev)
@@ -1797,6 +2148,7 @@ worker_main(void *arg)
 {
 	struct worker *w = arg;
 
+	cur_worker = w;
 	event_base_dispatch(w->base);
 	worker_teardown(w);
 	return NULL;

@@ -249,6 +249,87 @@ h_order(struct cm_req *req, void *arg)
 	cJSON_Delete(j);
 }
 
+/* ---- deferred replies and streams ---- */
+
+static atomic_int hold_closed;	/* 1: client gone, 2: server stopping */
+static atomic_int stream_ticks; /* ticks seen by /stream */
+
+/* GET /deferred/:id?q=: answered on the first tick, 30 ms later. */
+static void
+deferred_tick(struct cm_req *req, void *arg)
+{
+	cJSON *j = cJSON_CreateObject();
+
+	(void)arg;
+	add_str(j, "id", cm_req_param(req, "id"));
+	add_str(j, "q", cm_req_query(req, "q"));
+	add_str(j, "path", cm_req_path(req));
+	cm_req_reply_json(req, 200, j); /* the final call: frees req */
+	cJSON_Delete(j);
+}
+
+static void
+h_deferred(struct cm_req *req0, void *arg)
+{
+	struct cm_req *req;
+
+	(void)arg;
+	(void)cm_req_query(req0, "q"); /* parsed before: must survive */
+	req = cm_req_defer(req0);
+	ck_assert_ptr_nonnull(req);
+	ck_assert_ptr_null(cm_req_defer(req0)); /* only once */
+	ck_assert_int_eq(cm_req_every(req, 30, deferred_tick, NULL), 0);
+	ck_assert_int_eq(cm_req_every(req, 30, deferred_tick, NULL), CM_EINVAL);
+}
+
+/* GET /stream: "a\n", then "tick\n" every 20 ms three times, then end. */
+static void
+stream_tick(struct cm_req *req, void *arg)
+{
+	(void)arg;
+	if (atomic_fetch_add(&stream_ticks, 1) < 3) {
+		ck_assert_int_eq(cm_req_stream_write(req, "tick\n", 5), 0);
+		return;
+	}
+	cm_req_stream_end(req);
+}
+
+static void
+h_stream(struct cm_req *req0, void *arg)
+{
+	struct cm_req *req;
+
+	(void)arg;
+	ck_assert_int_eq(cm_req_stream_begin(req0, 200, "text/plain"),
+			 CM_EINVAL); /* not deferred */
+	req = cm_req_defer(req0);
+	cm_req_set_header(req, "X-Stream", "yes");
+	ck_assert_int_eq(cm_req_stream_begin(req, 200, "text/event-stream"), 0);
+	ck_assert_int_eq(cm_req_stream_write(req, "a\n", 2), 0);
+	ck_assert_int_eq(cm_req_every(req, 20, stream_tick, NULL), 0);
+}
+
+/* GET /hold: a stream that stays open until the client leaves or the
+   server stops. */
+static void
+hold_close(struct cm_req *req, void *arg)
+{
+	(void)arg;
+	atomic_store(&hold_closed, cm_req_client_gone(req) ? 1 : 2);
+	cm_req_stream_end(req);
+}
+
+static void
+h_hold(struct cm_req *req0, void *arg)
+{
+	struct cm_req *req = cm_req_defer(req0);
+
+	(void)arg;
+	ck_assert_int_eq(cm_req_stream_begin(req, 200, "text/event-stream"), 0);
+	ck_assert_int_eq(cm_req_stream_write(req, "x\n", 2), 0);
+	cm_req_on_close(req, hold_close, NULL);
+}
+
 static int
 test_auth(struct cm_req *req, void *arg)
 {
@@ -308,6 +389,9 @@ static const struct cm_route routes[] = {
 	{ "GET", "/platform", h_order, CM_ROUTE_NO_TENANT },
 	{ "GET", "/internal", h_order, CM_ROUTE_SERVICE_ONLY },
 	{ "GET", "/public", h_order, CM_ROUTE_PUBLIC },
+	{ "GET", "/deferred/:id", h_deferred, CM_ROUTE_PUBLIC },
+	{ "GET", "/stream", h_stream, CM_ROUTE_PUBLIC },
+	{ "GET", "/hold", h_hold, CM_ROUTE_PUBLIC },
 	CM_ROUTE_END,
 };
 
@@ -1786,6 +1870,104 @@ START_TEST(test_start_errors_are_reported)
 }
 END_TEST
 
+/* ---- deferred replies and streams ------------------------------------ */
+
+START_TEST(test_a_deferred_request_keeps_its_params_and_query)
+{
+	struct server s;
+	struct resp r;
+	cJSON *j;
+
+	server_start(&s);
+	http_get(s.port, "/deferred/a%20b?q=x%2Fy", &r);
+	ck_assert_int_eq(r.status, 200);
+	j = cJSON_Parse(cm_buf_str(&r.body));
+	ck_assert_str_eq(json_str(j, "id"), "a b");
+	ck_assert_str_eq(json_str(j, "q"), "x/y");
+	ck_assert_str_eq(json_str(j, "path"), "/deferred/a b");
+	ck_assert_ptr_nonnull(resp_header(&r, "X-Request-ID"));
+	cJSON_Delete(j);
+	resp_free(&r);
+	server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_a_stream_is_sent_in_chunks_then_ended)
+{
+	static const char req[] = "GET /stream HTTP/1.1\r\nHost: x\r\n"
+				  "Connection: close\r\n\r\n";
+	struct cm_buf out = CM_BUF_INIT(1024);
+	struct server s;
+	const char *body;
+
+	atomic_store(&stream_ticks, 0);
+	server_start(&s);
+	ck_assert(raw_exchange(s.port, req, sizeof(req) - 1, &out));
+	ck_assert_msg(strstr(cm_buf_str(&out), "HTTP/1.1 200"), "%s",
+		      cm_buf_str(&out));
+	ck_assert(header_in(cm_buf_str(&out), "Transfer-Encoding"));
+	ck_assert(header_in(cm_buf_str(&out), "X-Stream"));
+	ck_assert(header_in(cm_buf_str(&out), "X-Request-ID"));
+	body = raw_body(&out);
+	ck_assert_ptr_nonnull(strstr(body, "2\r\na\n\r\n"));
+	ck_assert_ptr_nonnull(strstr(body, "tick\n\r\n5\r\ntick\n\r\n5"));
+	ck_assert_ptr_nonnull(strstr(body, "\r\n0\r\n\r\n"));
+	cm_buf_release(&out);
+	server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_a_stream_learns_that_its_client_left)
+{
+	static const char req[] = "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct cm_buf out = CM_BUF_INIT(1024);
+	struct server s;
+	int fd, i;
+
+	atomic_store(&hold_closed, 0);
+	server_start(&s);
+	fd = raw_connect(s.port);
+	raw_send(fd, req, sizeof(req) - 1);
+	while (!strstr(cm_buf_str(&out), "x\n"))
+		ck_assert(!raw_read_all(fd, &out, 200) ||
+			  strstr(cm_buf_str(&out), "x\n"));
+	close(fd);
+	for (i = 0; i < 100 && !atomic_load(&hold_closed); i++)
+		usleep(20 * 1000);
+	ck_assert_int_eq(atomic_load(&hold_closed), 1);
+	cm_buf_release(&out);
+	server_stop(&s); /* nothing left in flight: drains at once */
+}
+END_TEST
+
+START_TEST(test_stopping_ends_open_streams_within_the_drain)
+{
+	static const char req[] = "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct cm_buf out = CM_BUF_INIT(1024);
+	struct server s;
+	int64_t t0;
+	int fd;
+
+	atomic_store(&hold_closed, 0);
+	server_start(&s);
+	fd = raw_connect(s.port);
+	raw_send(fd, req, sizeof(req) - 1);
+	while (!strstr(cm_buf_str(&out), "x\n"))
+		ck_assert(!raw_read_all(fd, &out, 200) ||
+			  strstr(cm_buf_str(&out), "x\n"));
+	t0 = cm_now_ms();
+	cm_http_stop(s.http);
+	ck_assert_int_eq(cm_http_wait(s.http), 0); /* not cut off */
+	ck_assert_int_lt(ms_since(t0), 2000);
+	ck_assert_int_eq(atomic_load(&hold_closed), 2);
+	raw_read_all(fd, &out, 2000);
+	ck_assert_ptr_nonnull(strstr(cm_buf_str(&out), "\r\n0\r\n\r\n"));
+	close(fd);
+	cm_http_free(s.http);
+	cm_buf_release(&out);
+}
+END_TEST
+
 static void
 setup(void)
 {
@@ -1828,6 +2010,11 @@ make_suite(void)
 	tcase_add_test(reply, test_security_headers_are_on_every_response);
 	tcase_add_test(reply, test_handler_that_forgets_to_reply_gets_500);
 	tcase_add_test(reply, test_only_the_first_reply_is_sent);
+	tcase_add_test(reply,
+		       test_a_deferred_request_keeps_its_params_and_query);
+	tcase_add_test(reply, test_a_stream_is_sent_in_chunks_then_ended);
+	tcase_add_test(reply, test_a_stream_learns_that_its_client_left);
+	tcase_add_test(reply, test_stopping_ends_open_streams_within_the_drain);
 	tcase_add_test(reply,
 		       test_recorded_error_wins_and_generic_errors_are_named);
 	tcase_add_test(reply, test_json_body_is_parsed);

@@ -29,6 +29,8 @@
 #define CM_EPERM (-EPERM)	  /* refused: authenticated but not allowed */
 #define CM_EAGAIN (-EAGAIN)	  /* try again later (rate limit, busy) */
 #define CM_ECONNREFUSED (-ECONNREFUSED) /* peer down */
+#define CM_EPIPE (-EPIPE)		/* the peer went away */
+#define CM_ENOSPC (-ENOSPC)		/* a fixed-size table is full */
 #define CM_ESTALE (-ESTALE)		/* version mismatch (If-Match) */
 #define CM_EPROTO (-EPROTO)		/* peer spoke garbage */
 #define CM_ENOTSUP (-ENOTSUP)		/* not supported by this build/config */

@@ -70,8 +70,10 @@
  * event loop and its own listening socket bound with SO_REUSEPORT to the
  * same port (the kernel spreads connections over them). A handler runs on
  * one worker thread and must not block for long (database calls are
- * acceptable: one connection per worker). A struct cm_req is valid only
- * until the handler returns, and is used by one thread. cm_http_stop() may
+ * acceptable: one connection per worker; calls to other services use
+ * cm_req_defer and common/proxy.h). A struct cm_req is valid only until
+ * the handler returns (unless deferred, below), and is used by one
+ * thread. cm_http_stop() may
  * be called from any thread (it only writes to an eventfd, so also from a
  * signal handler): workers stop accepting, close idle keep-alive
  * connections, let requests being received or answered finish (their
@@ -158,10 +160,14 @@ int cm_http_wait(struct cm_http *http);
    accepts NULL. */
 void cm_http_free(struct cm_http *http);
 
-/* Request accessors. Strings live until the handler returns. */
+/* Request accessors. Strings live until the handler returns (for a
+   deferred request: until its final call). */
 const char *cm_req_method(const struct cm_req *req);
 /* cm_req_path - the decoded path, without the query string. */
 const char *cm_req_path(const struct cm_req *req);
+/* cm_req_uri - the request target exactly as received (path and query,
+   still percent-encoded): what a proxy forwards. */
+const char *cm_req_uri(const struct cm_req *req);
 /* cm_req_route - the matched route (NULL for 404s). */
 const struct cm_route *cm_req_route(const struct cm_req *req);
 /* cm_req_param - a path parameter by name (decoded), or NULL. */
@@ -219,6 +225,50 @@ void cm_req_reply(struct cm_req *req, int status, const char *content_type,
 void cm_req_set_header(struct cm_req *req, const char *name, const char *value);
 /* cm_req_replied - whether a reply was sent. */
 bool cm_req_replied(const struct cm_req *req);
+/*
+ * Deferred replies and streams. A handler that answers later (after an
+ * upstream call, or a stream of server-sent events) calls cm_req_defer()
+ * and returns; the request it gets back lives on the heap, is used on the
+ * same worker thread (from callbacks of that thread's event loop: see
+ * common/proxy.h), and is freed by exactly one final call: a reply
+ * (cm_req_reply, cm_req_reply_json) or cm_req_stream_end. Everything read
+ * from the request before the defer must be read again from the new one.
+ * The worker's drain waits for deferred requests like any other.
+ */
+typedef void (*cm_req_close_fn)(struct cm_req *req, void *arg);
+/* cm_req_defer - hand the request on; the heap copy, or NULL when it was
+   already replied to or deferred (then reply as usual). */
+struct cm_req *cm_req_defer(struct cm_req *req);
+/* cm_req_on_close - fn is called at most once, on the worker thread, when
+   the client goes away before the final call (cm_req_client_gone() is
+   then true; the final call still has to be made, and sends nothing) or,
+   for a stream, when the server starts to stop (end the stream soon).
+   fn may make the final call itself. */
+void cm_req_on_close(struct cm_req *req, cm_req_close_fn fn, void *arg);
+/* cm_req_deferred - req is a deferred (heap) request. */
+bool cm_req_deferred(const struct cm_req *req);
+/* cm_req_client_gone - the client's connection closed. */
+bool cm_req_client_gone(const struct cm_req *req);
+typedef void (*cm_req_tick_fn)(struct cm_req *req, void *arg);
+/* cm_req_every - call fn(req, arg) every ms on the worker thread until the
+   final call (deferred requests only; one per request; fn may make the
+   final call). 0, CM_EINVAL or CM_ENOMEM. */
+int cm_req_every(struct cm_req *req, int ms, cm_req_tick_fn fn, void *arg);
+/* cm_req_stream_begin - send status and headers (those set so far plus
+   the usual ones), then the body in chunks: deferred requests only, 2xx
+   with a body. 0, CM_EINVAL, or CM_EPIPE when the client is gone. */
+int cm_req_stream_begin(struct cm_req *req, int status,
+			const char *content_type);
+/* cm_req_stream_write - queue len bytes as one chunk (sent as the socket
+   allows). 0, CM_EINVAL (no stream begun), CM_EPIPE (client gone). */
+int cm_req_stream_write(struct cm_req *req, const void *data, size_t len);
+/* cm_req_stream_pending - bytes queued for the client, not yet written
+   (for back-pressure: a slow reader's stream should be ended). */
+size_t cm_req_stream_pending(const struct cm_req *req);
+/* cm_req_stream_end - the final call of a stream; without a stream begun
+   it sends the recorded error (or 500). */
+void cm_req_stream_end(struct cm_req *req);
+
 /* cm_req_param_i64 - a path parameter as a base-10 integer in [min, max]:
    0, CM_ENOENT (no such parameter) or CM_EINVAL. */
 int cm_req_param_i64(const struct cm_req *req, const char *name, int64_t min,
