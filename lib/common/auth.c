@@ -711,9 +711,27 @@ check_service_secret(const char *secret, char *errbuf)
 	return 0;
 }
 
-int
-cm_service_token_mint(const char *secret, const char *self, const char *target,
-		      int ttl_s, char **out, char errbuf[CM_ERRBUF_LEN])
+/* The user a gateway token carries: uid, tid, roles, key. */
+static void
+add_user_claims(cJSON *claims, const struct cm_principal *user)
+{
+	cJSON *roles;
+	int i;
+
+	cJSON_AddStringToObject(claims, "uid", user->sub);
+	if (user->tenant_id[0])
+		cJSON_AddStringToObject(claims, "tid", user->tenant_id);
+	roles = cJSON_AddArrayToObject(claims, "roles");
+	for (i = 0; roles && i < user->nroles && i < CM_ROLES_MAX; i++)
+		cJSON_AddItemToArray(roles, cJSON_CreateString(user->roles[i]));
+	if (user->is_api_key)
+		cJSON_AddBoolToObject(claims, "key", true);
+}
+
+static int
+service_token_mint(const char *secret, const char *self, const char *target,
+		   int ttl_s, const struct cm_principal *user, char **out,
+		   char errbuf[CM_ERRBUF_LEN])
 {
 	cJSON *claims = NULL;
 	char *text = NULL;
@@ -749,6 +767,8 @@ cm_service_token_mint(const char *secret, const char *self, const char *target,
 	cJSON_AddNumberToObject(claims, "iat", (double)now);
 	cJSON_AddNumberToObject(claims, "exp", (double)(now + ttl_s));
 	cJSON_AddStringToObject(claims, "jti", jti);
+	if (user)
+		add_user_claims(claims, user);
 	text = cJSON_PrintUnformatted(claims);
 	if (!text) {
 		rc = failf(errbuf, CM_ENOMEM, "service token claims");
@@ -760,6 +780,57 @@ out:
 	free(text);
 	cJSON_Delete(claims);
 	return rc;
+}
+
+int
+cm_service_token_mint(const char *secret, const char *self, const char *target,
+		      int ttl_s, char **out, char errbuf[CM_ERRBUF_LEN])
+{
+	return service_token_mint(secret, self, target, ttl_s, NULL, out,
+				  errbuf);
+}
+
+int
+cm_gateway_token_mint(const char *secret, const char *target, int ttl_s,
+		      const struct cm_principal *user, char **out,
+		      char errbuf[CM_ERRBUF_LEN])
+{
+	*out = NULL;
+	if (!user || !user->sub[0] || user->is_service ||
+	    (user->tenant_id[0] && !cm_is_uuid(user->tenant_id)))
+		return failf(errbuf, CM_EINVAL,
+			     "gateway token needs a user and a uuid tenant");
+	return service_token_mint(secret, CM_GATEWAY_ISSUER, target, ttl_s,
+				  user, out, errbuf);
+}
+
+/* A gateway token: the user it carries becomes the principal. */
+static int
+read_gateway_user(const cJSON *claims, struct cm_principal *p, char *errbuf)
+{
+	const cJSON *uid = cJSON_GetObjectItemCaseSensitive(claims, "uid");
+	const cJSON *tid = cJSON_GetObjectItemCaseSensitive(claims, "tid");
+	const cJSON *key = cJSON_GetObjectItemCaseSensitive(claims, "key");
+	int rc;
+
+	if (!cJSON_IsString(uid) || !uid->valuestring[0] ||
+	    strlen(uid->valuestring) >= sizeof(p->sub))
+		return failf(errbuf, CM_EACCES, "gateway token uid is bad");
+	if (tid && (!cJSON_IsString(tid) || !cm_is_uuid(tid->valuestring)))
+		return failf(errbuf, CM_EACCES, "gateway token tid is bad");
+	if (key && !cJSON_IsBool(key))
+		return failf(errbuf, CM_EACCES, "gateway token key is bad");
+	rc = read_roles(claims, p, errbuf);
+	if (rc < 0)
+		return rc;
+	cm_strlcpy(p->sub, uid->valuestring, sizeof(p->sub));
+	if (tid)
+		cm_strlcpy(p->tenant_id, tid->valuestring,
+			   sizeof(p->tenant_id));
+	p->is_api_key = cJSON_IsTrue(key);
+	p->is_service = false;
+	cm_strlcpy(p->via, CM_GATEWAY_ISSUER, sizeof(p->via));
+	return 0;
 }
 
 static int
@@ -811,7 +882,13 @@ check_service_claims(const char *self, const cJSON *claims,
 		return rc;
 	cm_strlcpy(p->sub, iss->valuestring, sizeof(p->sub));
 	p->is_service = true;
-	return read_jti(claims, p, errbuf);
+	rc = read_jti(claims, p, errbuf);
+	if (rc < 0 || !cJSON_GetObjectItemCaseSensitive(claims, "uid"))
+		return rc;
+	if (strcmp(iss->valuestring, CM_GATEWAY_ISSUER))
+		return failf(errbuf, CM_EACCES,
+			     "only the gateway may send a user");
+	return read_gateway_user(claims, p, errbuf);
 }
 
 int

@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,8 @@ handle_whoami(struct cm_req *req, void *arg)
 	(void)arg;
 	cJSON_AddStringToObject(json, "subject", p->sub);
 	cJSON_AddBoolToObject(json, "service_token", p->is_service);
+	if (p->via[0])
+		cJSON_AddStringToObject(json, "via", p->via);
 	roles = cJSON_AddArrayToObject(json, "roles");
 	for (i = 0; i < p->nroles; i++)
 		cJSON_AddItemToArray(roles, cJSON_CreateString(p->roles[i]));
@@ -318,16 +321,56 @@ build_routes(const struct cm_route *own)
 }
 
 /* Revocation hook: brain marks a logged-out jti in Redis until it would
-   expire. Fails closed: when Redis cannot answer, the token is refused. */
+   expire. Fails closed: when Redis cannot answer, the token is refused.
+   A "not revoked" answer is remembered per thread for REVOKE_CACHE_MS
+   (one Redis round trip per token and second, not per request), unless
+   this process revoked something since (cm_service_revocations_changed):
+   a logout is seen at once by the process that made it, within
+   REVOKE_CACHE_MS by the others. */
+#define REVOKE_CACHE_SLOTS 256
+#define REVOKE_CACHE_MS 1000
+
+struct revoke_slot {
+	char jti[64];
+	int64_t until_ms;
+	unsigned epoch;
+};
+
+static atomic_uint revoke_epoch;
+static __thread struct revoke_slot revoke_cache[REVOKE_CACHE_SLOTS];
+
+void
+cm_service_revocations_changed(void)
+{
+	atomic_fetch_add(&revoke_epoch, 1);
+}
+
+static struct revoke_slot *
+revoke_slot_of(const char *jti)
+{
+	unsigned h = 2166136261u;
+	const char *p;
+
+	for (p = jti; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &revoke_cache[h % REVOKE_CACHE_SLOTS];
+}
+
 static bool
 jti_revoked(const char *jti, void *ctx)
 {
 	char errbuf[CM_ERRBUF_LEN] = "";
 	char key[128];
+	struct revoke_slot *slot = revoke_slot_of(jti);
+	unsigned epoch = atomic_load(&revoke_epoch);
+	int64_t now = cm_now_ms();
 	redisReply *r;
 	bool revoked;
 
 	(void)ctx;
+	if (slot->epoch == epoch && now < slot->until_ms &&
+	    !strcmp(slot->jti, jti))
+		return false;
 	snprintf(key, sizeof(key), REVOKED_PREFIX "%s", jti);
 	r = cm_redis_cmdf(errbuf, "EXISTS %s", key);
 	if (!r) {
@@ -336,7 +379,21 @@ jti_revoked(const char *jti, void *ctx)
 	}
 	revoked = r->type != REDIS_REPLY_INTEGER || r->integer != 0;
 	freeReplyObject(r);
+	if (!revoked && strlen(jti) < sizeof(slot->jti)) {
+		cm_strlcpy(slot->jti, jti, sizeof(slot->jti));
+		slot->epoch = epoch;
+		slot->until_ms = now + REVOKE_CACHE_MS;
+	}
 	return revoked;
+}
+
+/* Absent, or equal to want (an absent want is ""). */
+static bool
+header_is(struct cm_req *req, const char *name, const char *want)
+{
+	const char *v = cm_req_header(req, name);
+
+	return !v || !strcmp(v, want);
 }
 
 static int
@@ -350,6 +407,13 @@ auth_service_token(struct cm_service *svc, struct cm_req *req,
 	if (cm_service_token_verify(secret, svc->desc->name, token, &p,
 				    errbuf) < 0) {
 		cm_log_info("service token refused: %s", errbuf);
+		return cm_req_fail(req, 401, "invalid_service_token",
+				   "service token refused");
+	}
+	/* the gateway's identity headers must say what its token says */
+	if (p.via[0] && (!header_is(req, "X-User-ID", p.sub) ||
+			 !header_is(req, "X-Tenant-ID", p.tenant_id))) {
+		cm_log_info("gateway headers disagree with its token");
 		return cm_req_fail(req, 401, "invalid_service_token",
 				   "service token refused");
 	}
@@ -725,19 +789,51 @@ healthcheck(const struct cm_service_desc *desc)
 static void
 usage(const struct cm_service_desc *desc, struct cm_config_item *items)
 {
-	printf("usage: %s [--help | --version | --healthcheck | --migrate]\n\n"
-	       "Settings (environment variables):\n",
+	const struct cm_service_cmd *c;
+
+	printf("usage: %s [--help | --version | --healthcheck | --migrate]\n",
 	       desc->name);
+	for (c = desc->commands; c && c->flag; c++)
+		printf("       %s %s%s%s\n           %s\n", desc->name, c->flag,
+		       c->args ? " " : "", c->args ? c->args : "", c->help);
+	printf("\nSettings (environment variables):\n");
 	cm_config_help(items, stdout);
+}
+
+/* The service's own command argv[1] names ("FLAG", "FLAG ARG" or
+   "FLAG=ARG") and its argument; NULL when none does. */
+static const struct cm_service_cmd *
+find_command(const struct cm_service_desc *desc, int argc, char **argv,
+	     const char **arg)
+{
+	const struct cm_service_cmd *c;
+	size_t n;
+
+	for (c = desc->commands; argc > 1 && c && c->flag; c++) {
+		n = strlen(c->flag);
+		if (strncmp(argv[1], c->flag, n) != 0)
+			continue;
+		if (argv[1][n] == '=' && argc == 2) {
+			*arg = argv[1] + n + 1;
+			return c;
+		}
+		if (argv[1][n] == '\0' && argc <= 3) {
+			*arg = argc == 3 ? argv[2] : NULL;
+			return c;
+		}
+	}
+	return NULL;
 }
 
 int
 cm_service_main(const struct cm_service_desc *desc, int argc, char **argv)
 {
 	struct cm_service svc = { .magic = SERVICE_MAGIC, .desc = desc };
-	const char *flag = argc > 1 ? argv[1] : "";
+	const char *flag = argc > 1 ? argv[1] : "", *cmd_arg = NULL;
+	const struct cm_service_cmd *cmd =
+		find_command(desc, argc, argv, &cmd_arg);
 	bool migrate = !strcmp(flag, "--migrate");
-	int rc;
+	int rc, cmd_status = 1;
 
 	if (!strcmp(flag, "--help") || !strcmp(flag, "-h")) {
 		svc.items = build_items(desc);
@@ -751,7 +847,7 @@ cm_service_main(const struct cm_service_desc *desc, int argc, char **argv)
 	}
 	if (!strcmp(flag, "--healthcheck"))
 		return healthcheck(desc);
-	if (*flag && !migrate) {
+	if (*flag && !migrate && !cmd) {
 		fprintf(stderr, "%s: unknown argument %s (try --help)\n",
 			desc->name, flag);
 		return 2;
@@ -765,12 +861,16 @@ cm_service_main(const struct cm_service_desc *desc, int argc, char **argv)
 	if (cm_http_client_global() < 0)
 		return 1;
 	rc = service_setup(&svc, migrate);
-	if (rc == 0 && !migrate)
+	if (rc == 0 && cmd)
+		cmd_status = cmd->run(&svc, cmd_arg);
+	else if (rc == 0 && !migrate)
 		rc = serve(&svc);
 	service_free(&svc);
 	the_service = NULL;
 	if (svc.stop_requested)
 		return 0;
+	if (rc == 0 && cmd)
+		return cmd_status;
 	if (rc == CM_EINVAL)
 		return 2;
 	return rc < 0 ? 1 : 0;

@@ -56,7 +56,11 @@ struct cm_principal {
 	int64_t exp;
 	bool is_service; /* a service token (typ=service) */
 	bool is_api_key; /* set by brain for bz_ API keys */
+	char via[32];	 /* "brain" for a user forwarded by the gateway */
 };
+
+/* The service whose tokens may carry a user (cm_gateway_token_mint). */
+#define CM_GATEWAY_ISSUER "brain"
 
 enum cm_jwt_alg {
 	CM_JWT_HS256 = 0,
@@ -115,13 +119,25 @@ int cm_jwt_sign(enum cm_jwt_alg alg, const unsigned char *key, size_t key_len,
 int cm_service_token_mint(const char *secret, const char *self,
 			  const char *target, int ttl_s, char **out,
 			  char errbuf[CM_ERRBUF_LEN]);
+/* cm_gateway_token_mint - a service token from the gateway (iss "brain")
+   to target that also carries the user the gateway verified: claims uid
+   (user->sub), tid (user->tenant_id, omitted when empty), roles, and
+   key=true for an API key. CM_EINVAL as above, or for a missing user, a
+   service principal or a tenant that is not a uuid. */
+int cm_gateway_token_mint(const char *secret, const char *target, int ttl_s,
+			  const struct cm_principal *user, char **out,
+			  char errbuf[CM_ERRBUF_LEN]);
 /* cm_service_token_verify - accept only a valid HS256 signature with
    secret (>= 32 bytes), typ=service, aud == self (a string), iss a service
    name, sub absent or equal to iss, integer iat and exp with 0 < exp - iat
    <= 60, not expired and not issued in the future (5 s leeway). Then
    out->sub = iss, out->jti, out->exp and out->is_service are set; nothing
-   else (no tenant, no roles) is taken from a service token. CM_EACCES
-   with *out zeroed otherwise. */
+   else (no tenant, no roles) is taken from a service token - except from
+   a gateway token (one with a uid claim; refused unless iss is "brain"):
+   then *out is the user it carries (sub = uid, tenant_id = tid, roles,
+   is_api_key = key, is_service false, via "brain"; exp and jti the
+   token's), so the route is served as for that user's own token.
+   CM_EACCES with *out zeroed otherwise. */
 int cm_service_token_verify(const char *secret, const char *self,
 			    const char *token, struct cm_principal *out,
 			    char errbuf[CM_ERRBUF_LEN]);

@@ -16,7 +16,8 @@
  *      returns 0.
  * `<svc> --healthcheck` probes http://127.0.0.1:<port>/health/ready and
  * exits 0 or 1 (container health checks need no curl); `<svc> --migrate`
- * applies migrations and exits.
+ * applies migrations and exits; desc->commands adds the service's own
+ * (struct cm_service_cmd).
  *
  * Common settings (every service): POSTGRES_HOST, POSTGRES_PORT,
  * POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD or DATABASE_URL; REDIS_HOST,
@@ -63,6 +64,23 @@ struct cm_service_desc {
 	   (401 invalid_token). Runs on worker threads. May be NULL. */
 	int (*authenticate)(struct cm_req *req, const char *token,
 			    struct cm_principal *out, void *arg);
+	/* commands - the service's own command-line commands, ended by a
+	   NULL flag. May be NULL. */
+	const struct cm_service_cmd *commands;
+};
+
+/* A command of the service's own: `<svc> FLAG [ARG]` or `<svc> FLAG=ARG`
+   sets up as for serving (configuration, PostgreSQL with migrations
+   applied, Redis settings; no start hook, no HTTP server), then calls run
+   instead of serving, and the process exits with run's status. --help
+   lists the commands. */
+struct cm_service_cmd {
+	const char *flag; /* "--create-super-admin" */
+	const char *args; /* for --help: "EMAIL", or NULL */
+	const char *help; /* one line for --help */
+	/* run - arg is the argument (NULL when none was given); returns the
+	   exit status (0 success, 1 failure, 2 bad usage). */
+	int (*run)(struct cm_service *svc, const char *arg);
 };
 
 /* cm_service_main - run the service; the process exit status. */
@@ -73,6 +91,10 @@ const struct cm_config *cm_service_config(const struct cm_service *svc);
 const struct cm_auth *cm_service_auth(const struct cm_service *svc);
 /* cm_service_name - desc->name. */
 const char *cm_service_name(const struct cm_service *svc);
+/* cm_service_revocations_changed - this process just revoked a token
+   (brain's logout): forget every cached "not revoked" answer here. Other
+   processes see a revocation within 1 s (their per-thread cache). */
+void cm_service_revocations_changed(void);
 /* cm_service_add_check - one more /health/ready dependency (before start
    returns); name appears in the 503 body and metrics. */
 void cm_service_add_check(struct cm_service *svc, const char *name,
