@@ -12,7 +12,14 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "common/log.h"
 #include "common/mem.h"
+#include "http_internal.h"
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+
 #include "common/banned.h"
 
 #define REDIS_DEFAULT_CONNECT_MS 2000
@@ -642,4 +649,172 @@ cm_redis_xautoclaim(const char *stream, const char *group, const char *consumer,
 	}
 	redis_exec(argc, argv, NULL, 0, &r, errbuf);
 	return r;
+}
+
+/* ---- async commands on an HTTP worker's event loop ---------------------- */
+
+struct async_thread {
+	redisAsyncContext *ac;
+	unsigned generation;
+	bool at_exit; /* the teardown hook is registered */
+};
+
+static __thread struct async_thread athr;
+
+struct async_call {
+	cm_redis_async_fn fn;
+	void *arg;
+	struct event *timer;
+	redisAsyncContext *ac;
+	bool done; /* fn was called */
+};
+
+static void
+async_thread_free(void *arg)
+{
+	(void)arg;
+	if (athr.ac)
+		redisAsyncFree(athr.ac); /* pending callbacks get NULL */
+	athr.ac = NULL;
+	athr.at_exit = false;
+}
+
+static void
+async_on_disconnect(const redisAsyncContext *ac, int status)
+{
+	(void)status;
+	if (athr.ac == ac)
+		athr.ac = NULL; /* hiredis frees it after this callback */
+}
+
+static void
+async_on_connect(const redisAsyncContext *ac, int status)
+{
+	if (status != REDIS_OK)
+		cm_log_warn("redis async connect: %s", ac->errstr);
+}
+
+/* This worker's async connection, made on first use and after a drop. */
+static redisAsyncContext *
+async_conn(char *errbuf)
+{
+	struct event_base *base = cm_http_worker_base_();
+	struct redis_settings s;
+	redisAsyncContext *ac;
+	unsigned gen = 0;
+	char db[16];
+
+	if (!base) {
+		cm_errf(errbuf, "redis async: not on an HTTP worker thread");
+		return NULL;
+	}
+	if (redis_current_generation(&gen, errbuf) < 0)
+		return NULL;
+	if (athr.ac && athr.generation == gen)
+		return athr.ac;
+	if (athr.ac)
+		redisAsyncDisconnect(athr.ac);
+	athr.ac = NULL;
+	if (redis_settings_get(&s, errbuf) < 0)
+		return NULL;
+	ac = s.host[0] == '/' ? redisAsyncConnectUnix(s.host)
+			      : redisAsyncConnect(s.host, s.port);
+	if (!ac || ac->err) {
+		cm_errf(errbuf, "redis async connect: %s",
+			ac ? ac->errstr : "out of memory");
+		if (ac)
+			redisAsyncFree(ac);
+		redis_settings_release(&s);
+		return NULL;
+	}
+	if (redisLibeventAttach(ac, base) != REDIS_OK) {
+		redisAsyncFree(ac);
+		redis_settings_release(&s);
+		cm_errf(errbuf, "redis async: cannot attach to the loop");
+		return NULL;
+	}
+	redisAsyncSetConnectCallback(ac, async_on_connect);
+	redisAsyncSetDisconnectCallback(ac, async_on_disconnect);
+	if (s.password && s.password[0]) {
+		const char *argv[2] = { "AUTH", s.password };
+
+		redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+	}
+	if (s.db) {
+		const char *argv[2] = { "SELECT", db };
+
+		snprintf(db, sizeof(db), "%d", s.db);
+		redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+	}
+	redis_settings_release(&s);
+	if (!athr.at_exit)
+		athr.at_exit =
+			cm_http_worker_at_exit_(async_thread_free, NULL) == 0;
+	athr.ac = ac;
+	athr.generation = gen;
+	return ac;
+}
+
+static void
+async_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct async_call *c = privdata;
+	redisReply *r = reply;
+
+	(void)ac;
+	if (c->timer)
+		event_free(c->timer);
+	if (!c->done)
+		c->fn(r, r ? NULL : "redis connection lost", c->arg);
+	free(c);
+}
+
+/* No answer in time: the caller hears so now; the connection, which may
+   be stuck, is freed at once (its pending callbacks, this one's too, run
+   with NULL and skip callers already answered). */
+static void
+async_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct async_call *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->done = true;
+	c->fn(NULL, "redis command timed out", c->arg);
+	if (athr.ac == c->ac) {
+		athr.ac = NULL;
+		redisAsyncFree(c->ac); /* frees c too, via async_reply */
+	}
+}
+
+int
+cm_redis_async_argv(int argc, const char **argv, int timeout_ms,
+		    cm_redis_async_fn fn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct timeval tv = redis_tv(timeout_ms > 0 ? timeout_ms : 5000);
+	redisAsyncContext *ac;
+	struct async_call *c;
+
+	if (argc < 1 || !argv || !fn) {
+		cm_errf(errbuf, "redis async: bad arguments");
+		return CM_EINVAL;
+	}
+	if (!(ac = async_conn(errbuf)))
+		return CM_EIO;
+	c = cm_xcalloc(1, sizeof(*c));
+	c->fn = fn;
+	c->arg = arg;
+	c->ac = ac;
+	c->timer = evtimer_new(cm_http_worker_base_(), async_timeout, c);
+	if (!c->timer || evtimer_add(c->timer, &tv) ||
+	    redisAsyncCommandArgv(ac, async_reply, c, argc, argv, NULL) !=
+		    REDIS_OK) {
+		if (c->timer)
+			event_free(c->timer);
+		free(c);
+		cm_errf(errbuf, "redis async: %s",
+			ac->err ? ac->errstr : "command refused");
+		return CM_EIO;
+	}
+	return 0;
 }

@@ -57,6 +57,21 @@ redisReply *cm_redis_cmd(int argc, const char **argv, const size_t *argvlen,
 			 char errbuf[CM_ERRBUF_LEN]);
 /* cm_redis_cmdf - printf-style (hiredis %s/%b) command; fmt a literal. */
 redisReply *cm_redis_cmdf(char errbuf[CM_ERRBUF_LEN], const char *fmt, ...);
+/* cm_redis_async_fn - the answer of an async command: reply (owned by
+   hiredis, valid during the call only; may be an error reply) or NULL
+   with err ("redis command timed out", "redis connection lost"). */
+typedef void (*cm_redis_async_fn)(redisReply *reply, const char *err,
+				  void *arg);
+/* cm_redis_async_argv - send argv on the calling HTTP worker thread's own
+   non-blocking connection (made on first use, on that worker's event loop,
+   with AUTH and SELECT; dropped and made again after a timeout or an
+   error) and return at once; fn runs exactly once on this thread, within
+   timeout_ms (0: 5000). 0, or CM_EINVAL / CM_EIO (not on a worker thread,
+   no connection) and fn is not called. For handlers that defer their
+   request (http.h) instead of blocking a worker on Redis. */
+int cm_redis_async_argv(int argc, const char **argv, int timeout_ms,
+			cm_redis_async_fn fn, void *arg,
+			char errbuf[CM_ERRBUF_LEN]);
 /* cm_redis_ping - PING; 0 or CM_EIO/CM_ETIMEDOUT. */
 int cm_redis_ping(char errbuf[CM_ERRBUF_LEN]);
 
