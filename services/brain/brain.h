@@ -23,6 +23,7 @@
 #include "common/auth.h"
 #include "common/err.h"
 #include "common/http.h"
+#include "common/proxy.h"
 
 #define BRAIN_MAGIC 0xb4a1e5u
 #define BRAIN_ACCESS_TTL_S 900
@@ -64,6 +65,12 @@ struct brain {
 	char dummy_hash[BRAIN_HASH_LEN]; /* run for unknown users */
 	char *openapi_json; /* the API document, compact; NULL if absent */
 	char *docs_html;    /* the rendered docs page; NULL if absent */
+	/* the gateway (gateway.c) */
+	const char *service_secret;	/* signs the gateway tokens */
+	int64_t gw_timeout_ms;		/* until an upstream's response head */
+	int64_t gw_plan_ttl_ms;		/* how long a tenant's plan is cached */
+	int64_t integration_timeout_ms; /* test-integration's wait */
+	struct cm_proxy_upstream upstream[BRAIN_NPEERS];
 };
 
 /* brain_from - the context behind a handler's arg (checks the magic). */
@@ -204,9 +211,6 @@ int brain_store_tenant_update(const char *id, int64_t version,
 /* brain_store_tenant_set_status - suspend/reactivate (not deleted). */
 int brain_store_tenant_set_status(const char *id, const char *status,
 				  cJSON **out, char errbuf[CM_ERRBUF_LEN]);
-/* brain_store_tenant_delete - soft delete; purge after grace_days. */
-int brain_store_tenant_delete(const char *id, int64_t grace_days, cJSON **out,
-			      char errbuf[CM_ERRBUF_LEN]);
 /* brain_store_tenant_restore - undo a soft delete within its grace. */
 int brain_store_tenant_restore(const char *id, cJSON **out,
 			       char errbuf[CM_ERRBUF_LEN]);
@@ -240,9 +244,6 @@ int brain_store_grant(const char *user_id, const char *tenant,
 /* brain_store_me - a user's profile with memberships, as JSON. */
 int brain_store_me(const char *user_id, cJSON **out,
 		   char errbuf[CM_ERRBUF_LEN]);
-/* brain_store_members - a tenant's members, as a JSON array. */
-int brain_store_members(const char *tenant_id, cJSON **out,
-			char errbuf[CM_ERRBUF_LEN]);
 /* brain_store_count_members - for usage against max_users. */
 int brain_store_count_members(const char *tenant_id, int64_t *out,
 			      char errbuf[CM_ERRBUF_LEN]);
@@ -275,16 +276,11 @@ bool brain_allowed(struct cm_req *req, unsigned perm);
 int brain_fail_store(struct cm_req *req, int rc, const char *what,
 		     const char *errbuf);
 
-typedef int (*brain_list_fn)(const char *tid, cJSON **out,
-			     char errbuf[CM_ERRBUF_LEN]);
 typedef int (*brain_revoke_fn)(const char *tid, const char *id,
 			       char errbuf[CM_ERRBUF_LEN]);
-/* brain_reply_list - answer {"items": list(tid)} (200); a NULL tid means
-   the caller was refused already (403 recorded). */
-void brain_reply_list(struct cm_req *req, const char *tid, brain_list_fn list,
-		      const char *what);
 /* brain_reply_revoke - revoke(tid, :id) and answer 204; unknown and
-   other tenants' ids are both 404; a NULL tid as for brain_reply_list. */
+   other tenants' ids are both 404; a NULL tid means the caller was
+   refused already (403 recorded). */
 void brain_reply_revoke(struct cm_req *req, const char *tid,
 			brain_revoke_fn revoke, const char *what);
 
@@ -317,6 +313,17 @@ void brain_h_switch_tenant(struct cm_req *req, void *arg);
 void brain_h_keys_list(struct cm_req *req, void *arg);
 void brain_h_keys_create(struct cm_req *req, void *arg);
 void brain_h_keys_revoke(struct cm_req *req, void *arg);
+/* ---- gateway.c: /api/<service>/... to the service behind it ---- */
+
+/* brain_gateway_init - the upstreams from b->peer_url; 0 or CM_EINVAL. */
+int brain_gateway_init(struct brain *b, char errbuf[CM_ERRBUF_LEN]);
+/* brain_h_gateway - forward a request under /api/<service>/ (see
+   docs/brain.md "Gateway"). */
+void brain_h_gateway(struct cm_req *req, void *arg);
+
+/* ---- integration.c: POST /api/events/test-integration ---- */
+void brain_h_test_integration(struct cm_req *req, void *arg);
+
 /* brain_authenticate - the service's authenticator (service.h): bz_live_
    keys become a principal with is_api_key, sub "key:<id>", the key's
    tenant, and its scopes as roles; other tokens are left to the JWT
@@ -353,8 +360,6 @@ int brain_store_key_create(const char *tid, const char *name,
 			   const char *scopes, const char *created_by,
 			   int64_t ttl_s, cJSON **out,
 			   char errbuf[CM_ERRBUF_LEN]);
-int brain_store_key_list(const char *tid, cJSON **out,
-			 char errbuf[CM_ERRBUF_LEN]);
 int brain_store_key_revoke(const char *tid, const char *id,
 			   char errbuf[CM_ERRBUF_LEN]);
 int brain_store_key_auth(const char *hash, cJSON **out,
@@ -364,13 +369,8 @@ int brain_store_key_auth(const char *hash, cJSON **out,
    accepting looks the token's hash up across tenants and, in one
    transaction, uses it up, creates the user when new (pw_hash needed:
    CM_EPERM without) and adds the membership; CM_ENOENT for a token that
-   is unknown, used, revoked or expired. */
-int brain_store_invite_create(const char *tid, const char *email,
-			      const char *role, const char *hash,
-			      const char *invited_by, int64_t ttl_s,
-			      cJSON **out, char errbuf[CM_ERRBUF_LEN]);
-int brain_store_invite_list(const char *tid, cJSON **out,
-			    char errbuf[CM_ERRBUF_LEN]);
+   is unknown, used, revoked or expired. Creating one holds a seat
+   (brain_store_invite_create_seat, below). */
 int brain_store_invite_revoke(const char *tid, const char *id,
 			      char errbuf[CM_ERRBUF_LEN]);
 int brain_store_invite_accept(const char *hash, const char *pw_hash,
@@ -380,5 +380,85 @@ void brain_h_invites_list(struct cm_req *req, void *arg);
 void brain_h_invites_create(struct cm_req *req, void *arg);
 void brain_h_invites_revoke(struct cm_req *req, void *arg);
 void brain_h_invite_accept(struct cm_req *req, void *arg);
+
+/* ---- usage (usage.c), list pages, seats and purge (store.c, purge.c) ---- */
+
+/* The counter the gateway adds one to per forwarded request
+   (cm_usage_incr of common/ratelimit.h); services may not report it. */
+#define BRAIN_USAGE_API_CALLS "api_calls"
+
+/* POST /api/tenant/usage {counter, n} - services only (usage.c). */
+void brain_h_usage_report(struct cm_req *req, void *arg);
+
+#define BRAIN_PAGE_DEFAULT 50
+#define BRAIN_PAGE_MAX 200
+#define BRAIN_CURSOR_LEN 64 /* "<created_at in us>.<uuid>", with NUL */
+
+/* One page of a tenant's members, API keys or invitations, oldest first:
+   the rows after cursor (NULL: from the start), at most limit. */
+struct brain_page {
+	const char *cursor;
+	int limit; /* 1..BRAIN_PAGE_MAX */
+};
+
+/* brain_cursor_valid - "<microseconds since the epoch>.<uuid>". */
+bool brain_cursor_valid(const char *cursor);
+
+/* A page as {"items": [...], "next_cursor": "..." or null} in *out;
+   CM_EINVAL for a malformed cursor. */
+typedef int (*brain_page_fn)(const char *tid, const struct brain_page *pg,
+			     cJSON **out, char errbuf[CM_ERRBUF_LEN]);
+int brain_store_members_page(const char *tid, const struct brain_page *pg,
+			     cJSON **out, char errbuf[CM_ERRBUF_LEN]);
+int brain_store_key_page(const char *tid, const struct brain_page *pg,
+			 cJSON **out, char errbuf[CM_ERRBUF_LEN]);
+int brain_store_invite_page(const char *tid, const struct brain_page *pg,
+			    cJSON **out, char errbuf[CM_ERRBUF_LEN]);
+/* brain_reply_page - answer one page from ?limit=&cursor= (400
+   bad_request / bad_cursor); a NULL tid as for brain_reply_revoke. */
+void brain_reply_page(struct cm_req *req, const char *tid, brain_page_fn page,
+		      const char *what);
+
+/* Seats (store.c): in one transaction that locks the tenant's row, add a
+   member or an invitation only while the seats taken stay under
+   max_users (CM_EAGAIN when full). Seats are members plus the other
+   emails with an open invitation; an email's own invitation is its seat,
+   and an existing member takes no new one. CM_ENOENT for a missing or
+   deleted tenant. Accepting an invitation re-checks (CM_EAGAIN when the
+   limit was lowered meanwhile). */
+int brain_store_member_add_seat(const char *user_id, const char *email,
+				const char *tid, const char *role,
+				char errbuf[CM_ERRBUF_LEN]);
+int brain_store_invite_create_seat(const char *tid, const char *email,
+				   const char *role, const char *hash,
+				   const char *invited_by, int64_t ttl_s,
+				   cJSON **out, char errbuf[CM_ERRBUF_LEN]);
+
+/* brain_store_tenant_delete_s - soft delete, purge after grace_s
+   seconds. */
+int brain_store_tenant_delete_s(const char *id, int64_t grace_s, cJSON **out,
+				char errbuf[CM_ERRBUF_LEN]);
+/* brain_store_tenant_purge - delete for good at most limit soft-deleted
+   tenants whose purge_after has passed (domains, memberships, keys and
+   invitations go with them); their ids as a JSON array in *ids. */
+int brain_store_tenant_purge(int limit, cJSON **ids,
+			     char errbuf[CM_ERRBUF_LEN]);
+
+/* ---- purge.c: the purge job ---- */
+
+struct cm_service;
+
+/* brain_purge_start - read BRAIN_PURGE_INTERVAL_S and
+   BRAIN_TENANT_DELETE_GRACE_S and start the thread that purges tenants
+   past their grace every interval. 0 or CM_E*. */
+int brain_purge_start(struct cm_service *svc, const struct brain *b);
+/* brain_purge_stop - stop and join the thread (no-op if not started). */
+void brain_purge_stop(void);
+/* brain_purge_run - one round now: every tenant due (in batches); the
+   number purged, or CM_E* with errbuf. */
+int brain_purge_run(const struct brain *b, char errbuf[CM_ERRBUF_LEN]);
+/* brain_delete_grace_s - the grace a soft delete gets, in seconds:
+   BRAIN_TENANT_DELETE_GRACE_S when set, else the days setting. */
+int64_t brain_delete_grace_s(const struct brain *b);
 
 #endif

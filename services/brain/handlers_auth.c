@@ -5,6 +5,8 @@
  */
 #include "brain.h"
 
+#include "common/service.h"
+
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -373,6 +375,7 @@ revoke_jti(const struct cm_principal *p, char errbuf[CM_ERRBUF_LEN])
 	if (!r)
 		return CM_EIO;
 	freeReplyObject(r);
+	cm_service_revocations_changed(); /* no cached "valid" here */
 	return 0;
 }
 

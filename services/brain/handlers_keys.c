@@ -161,12 +161,13 @@ out:
 	free(in.scopes);
 }
 
-/* GET /api/tenant/api-keys - the tenant's keys, never the secrets. */
+/* GET /api/tenant/api-keys - one page of the tenant's keys, never the
+   secrets. */
 void
 brain_h_keys_list(struct cm_req *req, void *arg)
 {
 	(void)brain_from(arg);
-	brain_reply_list(req, key_admin_tenant(req), brain_store_key_list,
+	brain_reply_page(req, key_admin_tenant(req), brain_store_key_page,
 			 "api keys");
 }
 

@@ -85,8 +85,8 @@ ensure_user(const struct member_input *in, char id[40],
 }
 
 /* 0 when tenant tid has a free seat under its max_users limit (or uid is
-   a member already), CM_EAGAIN when full. Not atomic with the insert:
-   two concurrent adds may pass one seat over. */
+   a member already), CM_EAGAIN when full: a quick look before a new
+   account is made; brain_store_member_add_seat decides, atomically. */
 static int
 check_seat(const char *tid, const char *uid, char errbuf[CM_ERRBUF_LEN])
 {
@@ -147,18 +147,19 @@ add_member(struct cm_req *req, const char *tid, int max_rank, cJSON **out)
 	rc = check_seat(tid, existing_user(in.email), errbuf);
 	if (rc == 0)
 		rc = ensure_user(&in, uid, errbuf);
-	if (rc == CM_EAGAIN) {
-		status = cm_req_fail(req, 403, "limit_reached",
-				     "the plan's max_users is reached");
-		goto out;
-	}
 	if (rc == CM_EINVAL) {
 		status = cm_req_fail(req, 400, "validation_failed", "%s",
 				     errbuf);
 		goto out;
 	}
 	if (rc == 0)
-		rc = brain_store_membership_set(uid, tid, in.role, errbuf);
+		rc = brain_store_member_add_seat(uid, in.email, tid, in.role,
+						 errbuf);
+	if (rc == CM_EAGAIN) {
+		status = cm_req_fail(req, 403, "limit_reached",
+				     "the plan's max_users is reached");
+		goto out;
+	}
 	if (rc < 0) {
 		status = brain_fail_store(req, rc, "member", errbuf);
 		goto out;
@@ -186,13 +187,13 @@ caller_rank(const struct cm_principal *p)
 	return best;
 }
 
-/* GET /api/tenant/members */
+/* GET /api/tenant/members - one page, oldest membership first. */
 void
 brain_h_members_list(struct cm_req *req, void *arg)
 {
 	(void)brain_from(arg);
-	brain_reply_list(req, brain_own_tenant(req, BRAIN_PERM_MEMBERS_READ),
-			 brain_store_members, "members");
+	brain_reply_page(req, brain_own_tenant(req, BRAIN_PERM_MEMBERS_READ),
+			 brain_store_members_page, "members");
 }
 
 /* POST /api/tenant/members - add; roles up to the caller's own. */
@@ -303,22 +304,22 @@ brain_h_invites_create(struct cm_req *req, void *arg)
 				     "you may not grant the role %s", in.role);
 		goto out;
 	}
-	if ((rc = check_seat(tid, NULL, errbuf)) == CM_EAGAIN) {
-		status = cm_req_fail(req, 403, "limit_reached",
-				     "the plan's max_users is reached");
-		goto out;
-	}
-	if (rc == 0 &&
-	    (rc = brain_random_token("bzi_", token, sizeof(token))) == 0) {
+	if ((rc = brain_random_token("bzi_", token, sizeof(token))) == 0) {
 		brain_sha256_hex(token, hash);
-		rc = brain_store_invite_create(tid, in.email, in.role, hash,
-					       cm_is_uuid(p->sub) ? p->sub
-								  : NULL,
-					       INVITE_TTL_S, &row, errbuf);
+		rc = brain_store_invite_create_seat(
+			tid, in.email, in.role, hash,
+			cm_is_uuid(p->sub) ? p->sub : NULL, INVITE_TTL_S, &row,
+			errbuf);
 	}
 	if (rc == 0)
 		cJSON_AddStringToObject(row, "token", token);
-	status = rc < 0 ? brain_fail_store(req, rc, "invitation", errbuf) : 201;
+	if (rc == CM_EAGAIN)
+		status = cm_req_fail(req, 403, "limit_reached",
+				     "the plan's max_users is reached");
+	else
+		status =
+			rc < 0 ? brain_fail_store(req, rc, "invitation", errbuf)
+			       : 201;
 	cm_memzero(token, sizeof(token));
 out:
 	cm_req_reply_json(req, status, status < 400 ? row : NULL);
@@ -326,13 +327,13 @@ out:
 	cJSON_Delete(row);
 }
 
-/* GET /api/tenant/invitations - never the tokens. */
+/* GET /api/tenant/invitations - one page, never the tokens. */
 void
 brain_h_invites_list(struct cm_req *req, void *arg)
 {
 	(void)brain_from(arg);
-	brain_reply_list(req, brain_own_tenant(req, BRAIN_PERM_MEMBERS_READ),
-			 brain_store_invite_list, "invitations");
+	brain_reply_page(req, brain_own_tenant(req, BRAIN_PERM_MEMBERS_READ),
+			 brain_store_invite_page, "invitations");
 }
 
 /* DELETE /api/tenant/invitations/:id - an open invitation. */
@@ -402,6 +403,9 @@ brain_h_invite_accept(struct cm_req *req, void *arg)
 		status = cm_req_fail(req, 404, "invalid_invitation",
 				     "the invitation is unknown, used, "
 				     "revoked or expired");
+	else if (rc == CM_EAGAIN)
+		status = cm_req_fail(req, 403, "limit_reached",
+				     "the plan's max_users is reached");
 	else if (rc == CM_EPERM)
 		status = cm_req_fail(req, 400, "validation_failed",
 				     "field 'password' is required for a new "

@@ -60,24 +60,44 @@ brain_fail_store(struct cm_req *req, int rc, const char *what,
 	}
 }
 
+/* ?limit= and ?cursor= of a tenant list; 0 or the recorded 400. */
+static int
+page_query(struct cm_req *req, struct brain_page *pg)
+{
+	const char *lim = cm_req_query(req, "limit");
+	int64_t n = BRAIN_PAGE_DEFAULT;
+
+	if (lim && cm_parse_i64(lim, 1, BRAIN_PAGE_MAX, &n) < 0)
+		return cm_req_fail(req, 400, "bad_request",
+				   "limit must be an integer 1..%d",
+				   BRAIN_PAGE_MAX);
+	pg->limit = (int)n;
+	pg->cursor = cm_req_query(req, "cursor");
+	if (pg->cursor && !brain_cursor_valid(pg->cursor))
+		return cm_req_fail(req, 400, "bad_cursor", "bad cursor");
+	return 0;
+}
+
 void
-brain_reply_list(struct cm_req *req, const char *tid, brain_list_fn list,
+brain_reply_page(struct cm_req *req, const char *tid, brain_page_fn page,
 		 const char *what)
 {
 	char errbuf[CM_ERRBUF_LEN] = "";
-	cJSON *items = NULL, *json = NULL;
+	struct brain_page pg;
+	cJSON *json = NULL;
 	int status = 403, rc;
 
-	if (!tid)
+	if (!tid || (status = page_query(req, &pg)) != 0)
 		goto out;
-	if ((rc = list(tid, &items, errbuf)) < 0) {
+	rc = page(tid, &pg, &json, errbuf);
+	if (rc == CM_EINVAL)
+		status = cm_req_fail(req, 400, "bad_cursor", "bad cursor");
+	else if (rc < 0)
 		status = brain_fail_store(req, rc, what, errbuf);
-		goto out;
-	}
-	json = cm_json_list(items, NULL);
-	status = 200;
+	else
+		status = 200;
 out:
-	cm_req_reply_json(req, status, json);
+	cm_req_reply_json(req, status, status == 200 ? json : NULL);
 	cJSON_Delete(json);
 }
 
@@ -646,7 +666,8 @@ static int
 do_delete(const struct brain *b, const char *id, cJSON **row,
 	  char errbuf[CM_ERRBUF_LEN])
 {
-	return brain_store_tenant_delete(id, b->delete_grace_days, row, errbuf);
+	return brain_store_tenant_delete_s(id, brain_delete_grace_s(b), row,
+					   errbuf);
 }
 
 static int
@@ -953,64 +974,4 @@ brain_h_own_update(struct cm_req *req, void *arg)
 		status = update_tenant(req, b, tid, false, &row);
 	cm_req_reply_json(req, status, status < 400 ? row : NULL);
 	cJSON_Delete(row);
-}
-
-/* Counters other services report in the hash bz:usage:<tenant id>. */
-static int
-add_reported_usage(const char *tid, cJSON *usage, char errbuf[CM_ERRBUF_LEN])
-{
-	redisReply *r = cm_redis_cmdf(errbuf, "HGETALL bz:usage:%s", tid);
-	int64_t v;
-	size_t i;
-
-	if (!r)
-		return CM_EIO;
-	for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-		if (r->element[i]->type == REDIS_REPLY_STRING &&
-		    r->element[i + 1]->type == REDIS_REPLY_STRING &&
-		    cm_parse_i64(r->element[i + 1]->str, 0, INT64_MAX, &v) ==
-			    0 &&
-		    r->element[i]->len < 64)
-			cJSON_AddNumberToObject(usage, r->element[i]->str,
-						(double)v);
-	freeReplyObject(r);
-	return 0;
-}
-
-/* GET /api/tenant/usage - users and reported counters against limits. */
-void
-brain_h_own_usage(struct cm_req *req, void *arg)
-{
-	char errbuf[CM_ERRBUF_LEN] = "";
-	cJSON *row = NULL, *json = NULL, *usage;
-	const char *tid;
-	int64_t users = 0;
-	int status = 403, rc;
-
-	(void)brain_from(arg);
-	if (!(tid = brain_own_tenant(req, BRAIN_PERM_USAGE_READ)))
-		goto out;
-	if ((rc = brain_store_tenant_get(tid, false, &row, errbuf)) < 0 ||
-	    (rc = brain_store_count_members(tid, &users, errbuf)) < 0) {
-		status = brain_fail_store(req, rc, "tenant", errbuf);
-		goto out;
-	}
-	json = cJSON_CreateObject();
-	cJSON_AddStringToObject(json, "tenant_id", tid);
-	cJSON_AddItemToObject(
-		json, "limits",
-		brain_limits_effective(
-			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-				row, "subscription_tier")),
-			cJSON_GetObjectItemCaseSensitive(row,
-							 "limit_overrides")));
-	usage = cJSON_AddObjectToObject(json, "usage");
-	cJSON_AddNumberToObject(usage, "users", (double)users);
-	if (add_reported_usage(tid, usage, errbuf) < 0)
-		cm_log_warn("usage counters: %s", errbuf);
-	status = 200;
-out:
-	cm_req_reply_json(req, status, json);
-	cJSON_Delete(row);
-	cJSON_Delete(json);
 }

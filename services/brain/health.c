@@ -2,11 +2,15 @@
  * health.c - /health/all and /health/<service>: brain's own dependencies
  * and every peer's /health/ready, checked in parallel (one thread per
  * peer, each fetch bounded by PEER_TIMEOUT_MS), so the answer comes within
- * about one timeout however many peers are down.
+ * about one timeout however many peers are down. /health/vault (and
+ * /health/vault-client) adds vault-client's GET /v1/backend, fetched with
+ * a service token: which backend serves, Vault's seal and standby state
+ * and the token's time to live (never a secret).
  */
 #include "brain.h"
 
 #include "common/buf.h"
+#include "common/auth.h"
 #include "common/db.h"
 #include "common/httpclient.h"
 #include "common/log.h"
@@ -15,6 +19,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/banned.h"
@@ -172,6 +177,57 @@ peer_index(const char *name)
 	return -1;
 }
 
+/* vault-client's GET /v1/backend as "backend", or "backend_error". */
+static void
+vault_backend(const struct brain *b, cJSON *into)
+{
+	char errbuf[CM_ERRBUF_LEN] = "", *tok = NULL;
+	struct cm_fetch_opts opts = { 0 };
+	struct cm_fetch_response resp = { 0 };
+	struct cm_buf url = CM_BUF_INIT(4096), hdr = CM_BUF_INIT(0);
+	const char *headers[2] = { NULL, NULL };
+	cJSON *j = NULL;
+	int rc;
+
+	rc = cm_service_token_mint(b->service_secret, "brain", "vault-client",
+				   30, &tok, errbuf);
+	if (rc == 0) {
+		cm_buf_printf(&hdr, "X-Service-Token: %s", tok);
+		headers[0] = cm_buf_str(&hdr);
+		cm_buf_printf(&url, "%s/v1/backend",
+			      b->peer_url[BRAIN_PEER_VAULT_CLIENT]);
+		opts.connect_timeout_ms = PEER_TIMEOUT_MS / 2;
+		opts.total_timeout_ms = PEER_TIMEOUT_MS;
+		opts.max_response = 65536;
+		opts.headers = headers;
+		rc = cm_fetch("GET", cm_buf_str(&url), NULL, 0, &opts, &resp,
+			      errbuf);
+	}
+	if (rc == 0 && resp.status != 200) {
+		snprintf(errbuf, CM_ERRBUF_LEN, "GET /v1/backend: HTTP %ld",
+			 resp.status);
+		rc = CM_EIO;
+	}
+	if (rc == 0 &&
+	    !(j = cJSON_ParseWithLength(resp.body.data, resp.body.len))) {
+		snprintf(errbuf, CM_ERRBUF_LEN, "GET /v1/backend: bad JSON");
+		rc = CM_EPROTO;
+	}
+	if (rc == 0)
+		cJSON_AddItemToObject(into, "backend", j);
+	else
+		cJSON_AddStringToObject(into, "backend_error", errbuf);
+	if (hdr.data)
+		cm_memzero(hdr.data, hdr.len);
+	cm_buf_release(&hdr);
+	if (tok) {
+		cm_memzero(tok, strlen(tok));
+		free(tok);
+	}
+	cm_buf_release(&url);
+	cm_fetch_response_release(&resp);
+}
+
 /* GET /health/:service - one peer's readiness: 200 up, 503 down. */
 void
 brain_h_health_one(struct cm_req *req, void *arg)
@@ -197,6 +253,8 @@ brain_h_health_one(struct cm_req *req, void *arg)
 	if (!p.up)
 		cJSON_AddStringToObject(json, "error",
 					p.error[0] ? p.error : "unreachable");
+	if (i == BRAIN_PEER_VAULT_CLIENT)
+		vault_backend(b, json);
 	cm_req_reply_json(req, p.up ? 200 : 503, json);
 	cJSON_Delete(json);
 }

@@ -529,9 +529,10 @@ brain_tenant_input_release(struct brain_tenant_input *in)
 	memset(in, 0, sizeof(*in));
 }
 
-static const char *const scope_services[] = { "brain",	   "crm",      "cms",
-					      "ai_agents", "telegram", "images",
-					      "workflows", NULL };
+static const char *const scope_services[] = {
+	"brain",     "crm",	 "cms",	   "events",	"secrets",
+	"ai_agents", "telegram", "images", "workflows", NULL
+};
 
 static bool
 scope_valid(const char *s)

@@ -1,5 +1,5 @@
 /*
- * service.c - brain: tenants, users and sign-in (the gateway comes later).
+ * service.c - brain: tenants, users and sign-in, and the API gateway.
  *
  * This file is the service's whole surface: its settings and its routes.
  * /health, /health/ready, /metrics and /whoami come from libcommon. The
@@ -47,6 +47,10 @@ static const struct cm_config_item brain_config[] = {
 	  "refresh token lifetime in seconds" },
 	{ "BRAIN_TENANT_DELETE_GRACE_DAYS", CM_CFG_INT, "30", 1, 365, 0,
 	  "days a deleted tenant can be restored" },
+	{ "BRAIN_TENANT_DELETE_GRACE_S", CM_CFG_INT, "0", 0, 31536000, 0,
+	  "the grace in seconds instead of days when not 0 (tests)" },
+	{ "BRAIN_PURGE_INTERVAL_S", CM_CFG_INT, "3600", 1, 86400, 0,
+	  "seconds between purges of tenants past their grace" },
 	{ "BRAIN_LOGIN_MAX_FAILS", CM_CFG_INT, "5", 1, 1000, 0,
 	  "failed sign-ins per account per window" },
 	{ "BRAIN_LOGIN_MAX_FAILS_PER_ADDR", CM_CFG_INT, "50", 1, 100000, 0,
@@ -55,11 +59,27 @@ static const struct cm_config_item brain_config[] = {
 	  "failed sign-in window in seconds" },
 	{ "BRAIN_OPENAPI_FILE", CM_CFG_STRING, "proto/openapi/brain.yaml", 1,
 	  4096, 0, "the API document served at /brain/openapi.json" },
+	{ "BRAIN_INTEGRATION_TIMEOUT_MS", CM_CFG_INT, "5000", 100, 60000, 0,
+	  "how long POST /api/events/test-integration waits for the bus" },
+	/* The gateway. */
+	{ "GATEWAY_TIMEOUT_MS", CM_CFG_INT, "30000", 100, 600000, 0,
+	  "how long an upstream may take to start its answer" },
+	{ "GATEWAY_PLAN_TTL_MS", CM_CFG_INT, "5000", 0, 5000, 0,
+	  "how long a tenant's services and rate are cached per thread" },
 	CM_CONFIG_END
 };
 
 #define ADMIN CM_ROUTE_NO_TENANT
 #define USER CM_ROUTE_NO_TENANT
+/* Every method of /api/<prefix>/... to the gateway (gateway.c). */
+#define GATEWAY(prefix)                                               \
+	{ "GET", "/api/" prefix "/*", brain_h_gateway, 0 },           \
+		{ "POST", "/api/" prefix "/*", brain_h_gateway, 0 },  \
+		{ "PUT", "/api/" prefix "/*", brain_h_gateway, 0 },   \
+		{ "PATCH", "/api/" prefix "/*", brain_h_gateway, 0 }, \
+	{                                                             \
+		"DELETE", "/api/" prefix "/*", brain_h_gateway, 0     \
+	}
 
 static const struct cm_route brain_routes[] = {
 	{ "POST", "/api/auth/login", brain_h_login, CM_ROUTE_PUBLIC },
@@ -93,6 +113,8 @@ static const struct cm_route brain_routes[] = {
 	{ "GET", "/api/tenant", brain_h_own_get, 0 },
 	{ "PATCH", "/api/tenant", brain_h_own_update, 0 },
 	{ "GET", "/api/tenant/usage", brain_h_own_usage, 0 },
+	{ "POST", "/api/tenant/usage", brain_h_usage_report,
+	  CM_ROUTE_SERVICE_ONLY },
 	{ "GET", "/api/tenant/members", brain_h_members_list, 0 },
 	{ "POST", "/api/tenant/members", brain_h_members_add, 0 },
 	{ "DELETE", "/api/tenant/members/:user_id", brain_h_members_remove, 0 },
@@ -106,6 +128,17 @@ static const struct cm_route brain_routes[] = {
 	{ "GET", "/health/:service", brain_h_health_one, CM_ROUTE_PUBLIC },
 	{ "GET", "/brain/openapi.json", brain_h_openapi, CM_ROUTE_PUBLIC },
 	{ "GET", "/brain/docs", brain_h_docs, CM_ROUTE_PUBLIC },
+	{ "POST", "/api/events/test-integration", brain_h_test_integration, 0 },
+	/* the gateway, after brain's own routes (a brain route under
+	   /api/events/ must come before GATEWAY("events")) */
+	GATEWAY("crm"),
+	GATEWAY("cms"),
+	GATEWAY("agents"),
+	GATEWAY("telegram"),
+	GATEWAY("images"),
+	GATEWAY("workflows"),
+	GATEWAY("events"),
+	GATEWAY("secrets"),
 	CM_ROUTE_END,
 };
 
@@ -143,6 +176,11 @@ read_settings(struct brain *b, const struct cm_config *c)
 	b->login_max_fails = cm_config_int(c, "BRAIN_LOGIN_MAX_FAILS");
 	b->login_max_addr = cm_config_int(c, "BRAIN_LOGIN_MAX_FAILS_PER_ADDR");
 	b->login_window_s = cm_config_int(c, "BRAIN_LOGIN_WINDOW_S");
+	b->service_secret = cm_config_str(c, "SERVICE_SECRET");
+	b->gw_timeout_ms = cm_config_int(c, "GATEWAY_TIMEOUT_MS");
+	b->gw_plan_ttl_ms = cm_config_int(c, "GATEWAY_PLAN_TTL_MS");
+	b->integration_timeout_ms =
+		cm_config_int(c, "BRAIN_INTEGRATION_TIMEOUT_MS");
 }
 
 /* Settings, the dummy hash for unknown users, the bootstrap admin. */
@@ -156,6 +194,10 @@ brain_start(struct cm_service *svc, void **arg)
 	int rc;
 
 	read_settings(b, c);
+	if ((rc = brain_gateway_init(b, errbuf)) < 0) {
+		cm_log_err("gateway: %s", errbuf);
+		return rc;
+	}
 	if (strcmp(cm_config_str(c, "JWT_ALGORITHM"), "HS256")) {
 		cm_log_err("brain signs user tokens with HS256 only");
 		return CM_ENOTSUP;
@@ -177,6 +219,8 @@ brain_start(struct cm_service *svc, void **arg)
 	if (brain_docs_load(b, cm_config_str(c, "BRAIN_OPENAPI_FILE"), errbuf) <
 	    0)
 		cm_log_warn("no API document: %s", errbuf);
+	if ((rc = brain_purge_start(svc, b)) < 0)
+		return rc;
 	*arg = b;
 	return 0;
 }
@@ -185,6 +229,7 @@ static void
 brain_stop(struct cm_service *svc, void *arg)
 {
 	(void)svc;
+	brain_purge_stop();
 	brain_docs_free(brain_from(arg));
 }
 

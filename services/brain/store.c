@@ -241,19 +241,19 @@ brain_store_tenant_set_status(const char *id, const char *status, cJSON **out,
 }
 
 int
-brain_store_tenant_delete(const char *id, int64_t grace_days, cJSON **out,
-			  char errbuf[CM_ERRBUF_LEN])
+brain_store_tenant_delete_s(const char *id, int64_t grace_s, cJSON **out,
+			    char errbuf[CM_ERRBUF_LEN])
 {
 	static const char sql[] =
 		"WITH t AS (UPDATE brain.tenants SET deleted_at = now(),"
-		" purge_after = now() + make_interval(days => $2::int),"
+		" purge_after = now() + make_interval(secs => $2::bigint),"
 		" version = version + 1, updated_at = now()"
 		" WHERE id = $1::uuid AND deleted_at IS NULL RETURNING *)"
 		" SELECT " TENANT_JSON " FROM t";
-	char days[24];
-	const char *p[2] = { id, days };
+	char secs[24];
+	const char *p[2] = { id, secs };
 
-	snprintf(days, sizeof(days), "%lld", (long long)grace_days);
+	snprintf(secs, sizeof(secs), "%lld", (long long)grace_s);
 	return run_json(sql, 2, p, out, errbuf);
 }
 
@@ -447,24 +447,6 @@ brain_store_me(const char *user_id, cJSON **out, char errbuf[CM_ERRBUF_LEN])
 }
 
 int
-brain_store_members(const char *tenant_id, cJSON **out,
-		    char errbuf[CM_ERRBUF_LEN])
-{
-	static const char sql[] =
-		"SELECT COALESCE(json_agg(json_build_object('user_id', u.id,"
-		" 'email', u.email, 'name', u.name, 'role', m.role,"
-		" 'status', u.status, 'joined_at', " TS(
-			"m.created_at") ")"
-					" ORDER BY lower(u.email)), '[]')::text"
-					" FROM brain.memberships m JOIN "
-					"brain.users u ON u.id = m.user_id"
-					" WHERE m.tenant_id = $1::uuid";
-	const char *p[1] = { tenant_id };
-
-	return run_json(sql, 1, p, out, errbuf);
-}
-
-int
 brain_store_count_members(const char *tenant_id, int64_t *out,
 			  char errbuf[CM_ERRBUF_LEN])
 {
@@ -643,17 +625,6 @@ brain_store_key_create(const char *tid, const char *name, const char *prefix,
 }
 
 int
-brain_store_key_list(const char *tid, cJSON **out, char errbuf[CM_ERRBUF_LEN])
-{
-	static const char sql[] =
-		"SELECT COALESCE(json_agg(" KEY_JSON " ORDER BY k.created_at),"
-		" '[]')::text FROM brain.api_keys k";
-	struct tx_query q = { sql, 0, NULL, out, false };
-
-	return cm_db_tx_tenant(tid, tx_work, &q, errbuf);
-}
-
-int
 brain_store_key_revoke(const char *tid, const char *id,
 		       char errbuf[CM_ERRBUF_LEN])
 {
@@ -693,38 +664,6 @@ brain_store_key_auth(const char *hash, cJSON **out, char errbuf[CM_ERRBUF_LEN])
 /* clang-format on */
 
 int
-brain_store_invite_create(const char *tid, const char *email, const char *role,
-			  const char *hash, const char *invited_by,
-			  int64_t ttl_s, cJSON **out,
-			  char errbuf[CM_ERRBUF_LEN])
-{
-	static const char sql[] =
-		"WITH i AS (INSERT INTO brain.invitations (tenant_id, email,"
-		" role, token_hash, invited_by, expires_at) VALUES ($1::uuid,"
-		" $2, $3, $4, $5::uuid, now() + make_interval(secs =>"
-		" $6::bigint)) RETURNING *) SELECT " INVITE_JSON
-		"::text FROM i";
-	char ttl[24];
-	const char *p[6] = { tid, email, role, hash, invited_by, ttl };
-	struct tx_query q = { sql, 6, p, out, false };
-
-	snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
-	return cm_db_tx_tenant(tid, tx_work, &q, errbuf);
-}
-
-int
-brain_store_invite_list(const char *tid, cJSON **out,
-			char errbuf[CM_ERRBUF_LEN])
-{
-	static const char sql[] = "SELECT COALESCE(json_agg(" INVITE_JSON
-				  " ORDER BY i.created_at),"
-				  " '[]')::text FROM brain.invitations i";
-	struct tx_query q = { sql, 0, NULL, out, false };
-
-	return cm_db_tx_tenant(tid, tx_work, &q, errbuf);
-}
-
-int
 brain_store_invite_revoke(const char *tid, const char *id,
 			  char errbuf[CM_ERRBUF_LEN])
 {
@@ -736,6 +675,9 @@ brain_store_invite_revoke(const char *tid, const char *id,
 
 	return cm_db_tx_tenant(tid, tx_work, &q, errbuf);
 }
+
+static int take_seat(const char *tid, const char *email,
+		     char errbuf[CM_ERRBUF_LEN]);
 
 struct accept {
 	const char *hash;
@@ -781,6 +723,9 @@ accept_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 		rc = brain_store_user_create(PQgetvalue(res, 0, 1), a->name,
 					     a->pw_hash, false, a->out->user_id,
 					     errbuf);
+	if (rc == 0) /* its seat was held, unless the limit was lowered */
+		rc = take_seat(a->out->tenant_id, PQgetvalue(res, 0, 1),
+			       errbuf);
 	if (rc == 0)
 		rc = brain_store_membership_set(a->out->user_id,
 						a->out->tenant_id, a->out->role,
@@ -799,4 +744,338 @@ brain_store_invite_accept(const char *hash, const char *pw_hash,
 
 	memset(out, 0, sizeof(*out));
 	return cm_db_tx(accept_work, &a, errbuf);
+}
+
+/* ---- list pages: keyset on (created_at, id), oldest first ---- */
+
+/* clang-format off */
+#define MEMBER_JSON \
+	"json_build_object('user_id', u.id, 'email', u.email," \
+	" 'name', u.name, 'role', m.role, 'status', u.status," \
+	" 'joined_at', " TS("m.created_at") ")"
+#define PAGE_KEY(col) \
+	"(extract(epoch FROM " col ") * 1000000)::bigint"
+#define PAGE_AFTER(ts, id) \
+	" AND ($2::bigint IS NULL OR (" ts ", " id ") > ('epoch'::timestamptz" \
+	" + $2::bigint * interval '1 microsecond', $3::uuid))" \
+	" ORDER BY " ts ", " id " LIMIT $4::int"
+#define MEMBERS_PAGE_SQL \
+	"SELECT " MEMBER_JSON "::text, " PAGE_KEY("m.created_at") "," \
+	" m.user_id FROM brain.memberships m JOIN brain.users u" \
+	" ON u.id = m.user_id WHERE m.tenant_id = $1::uuid" \
+	PAGE_AFTER("m.created_at", "m.user_id")
+#define KEYS_PAGE_SQL \
+	"SELECT " KEY_JSON "::text, " PAGE_KEY("k.created_at") ", k.id" \
+	" FROM brain.api_keys k WHERE k.tenant_id = $1::uuid" \
+	PAGE_AFTER("k.created_at", "k.id")
+#define INVITES_PAGE_SQL \
+	"SELECT " INVITE_JSON "::text, " PAGE_KEY("i.created_at") "," \
+	" i.id FROM brain.invitations i WHERE i.tenant_id = $1::uuid" \
+	PAGE_AFTER("i.created_at", "i.id")
+/* clang-format on */
+
+bool
+brain_cursor_valid(const char *cursor)
+{
+	const char *dot = cursor ? strchr(cursor, '.') : NULL;
+	char num[24];
+	int64_t us;
+
+	if (!dot || dot == cursor || dot - cursor >= (long)sizeof(num))
+		return false;
+	cm_strlcpy(num, cursor, (size_t)(dot - cursor) + 1);
+	return cm_parse_i64(num, 0, INT64_MAX, &us) == 0 && cm_is_uuid(dot + 1);
+}
+
+struct page_query {
+	const char *sql; /* $1 tenant, $2/$3 cursor, $4 limit + 1; rows:
+			    json text, created_at in us, id */
+	const char *tid;
+	const struct brain_page *pg;
+	cJSON **out;
+};
+
+/* The rows as {"items", "next_cursor"}: limit + 1 rows were asked for,
+   so a last extra row means there is a next page. */
+static void
+render_page(PGresult *res, int limit, cJSON *out)
+{
+	cJSON *items = cJSON_AddArrayToObject(out, "items"), *it;
+	char errbuf[CM_ERRBUF_LEN], cursor[BRAIN_CURSOR_LEN];
+	int i, n = PQntuples(res);
+
+	for (i = 0; i < n && i < limit; i++) {
+		it = cm_json_parse(PQgetvalue(res, i, 0),
+				   (size_t)PQgetlength(res, i, 0), errbuf);
+		if (it)
+			cJSON_AddItemToArray(items, it);
+	}
+	cursor[0] = '\0';
+	if (n > limit)
+		snprintf(cursor, sizeof(cursor), "%s.%s",
+			 PQgetvalue(res, limit - 1, 1),
+			 PQgetvalue(res, limit - 1, 2));
+	cm_json_add_next_cursor(out, cursor);
+}
+
+static int
+page_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct page_query *q = arg;
+	char us[24] = "", id[40] = "", lim[16];
+	const char *dot = q->pg->cursor ? strchr(q->pg->cursor, '.') : NULL;
+	const char *p[4] = { q->tid, dot ? us : NULL, dot ? id : NULL, lim };
+	PGresult *res = NULL;
+	int rc;
+
+	(void)conn;
+	if (dot) {
+		cm_strlcpy(us, q->pg->cursor,
+			   (size_t)(dot - q->pg->cursor) + 1);
+		cm_strlcpy(id, dot + 1, sizeof(id));
+	}
+	snprintf(lim, sizeof(lim), "%d", q->pg->limit + 1);
+	if ((rc = run(q->sql, 4, p, &res, errbuf)) == 0) {
+		*q->out = cJSON_CreateObject();
+		render_page(res, q->pg->limit, *q->out);
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int
+page_check(const struct brain_page *pg, cJSON **out, char errbuf[CM_ERRBUF_LEN])
+{
+	*out = NULL;
+	if (pg->limit < 1 || pg->limit > BRAIN_PAGE_MAX ||
+	    (pg->cursor && !brain_cursor_valid(pg->cursor))) {
+		snprintf(errbuf, CM_ERRBUF_LEN, "bad limit or cursor");
+		return CM_EINVAL;
+	}
+	return 0;
+}
+
+int
+brain_store_members_page(const char *tid, const struct brain_page *pg,
+			 cJSON **out, char errbuf[CM_ERRBUF_LEN])
+{
+	static const char sql[] = MEMBERS_PAGE_SQL;
+	struct page_query q = { sql, tid, pg, out };
+	int rc;
+
+	if ((rc = page_check(pg, out, errbuf)) < 0)
+		return rc;
+	return page_work(NULL, &q, errbuf);
+}
+
+/* Keys and invitations are tenant data: the page runs in the tenant's
+   transaction (row-level security); the tenant_id filter is a second
+   guard. */
+static int
+tenant_page(const char *sql, const char *tid, const struct brain_page *pg,
+	    cJSON **out, char errbuf[CM_ERRBUF_LEN])
+{
+	struct page_query q = { sql, tid, pg, out };
+	int rc;
+
+	if ((rc = page_check(pg, out, errbuf)) < 0)
+		return rc;
+	rc = cm_db_tx_tenant(tid, page_work, &q, errbuf);
+	if (rc < 0) {
+		cJSON_Delete(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int
+brain_store_key_page(const char *tid, const struct brain_page *pg, cJSON **out,
+		     char errbuf[CM_ERRBUF_LEN])
+{
+	static const char sql[] = KEYS_PAGE_SQL;
+
+	return tenant_page(sql, tid, pg, out, errbuf);
+}
+
+int
+brain_store_invite_page(const char *tid, const struct brain_page *pg,
+			cJSON **out, char errbuf[CM_ERRBUF_LEN])
+{
+	static const char sql[] = INVITES_PAGE_SQL;
+
+	return tenant_page(sql, tid, pg, out, errbuf);
+}
+
+/* ---- seats: max_users checked and taken in one transaction ---- */
+
+struct seats {
+	int64_t max;   /* the effective max_users */
+	int64_t taken; /* by others */
+	bool member;   /* the email is a member already */
+};
+
+/* Lock the tenant's row (so seat checks of one tenant run one at a
+   time) and read its seat limit, the seats taken by others than email
+   (members, and each other email with an open invitation: it holds a
+   seat until accepted, revoked or expired), and whether email is a
+   member already. CM_ENOENT for a missing or deleted tenant. */
+static int
+lock_seats(const char *tid, const char *email, struct seats *out,
+	   char errbuf[CM_ERRBUF_LEN])
+{
+	/* The lock first, the counts in a second statement: under READ
+	   COMMITTED a statement that waited for the lock still counts
+	   from the snapshot it started with. */
+	static const char lock[] = "SELECT 1 FROM brain.tenants WHERE id ="
+				   " $1::uuid FOR UPDATE";
+	static const char sql[] =
+		"SELECT t.subscription_tier, t.limits::text,"
+		" (SELECT count(*) FROM brain.memberships m"
+		"  WHERE m.tenant_id = t.id) +"
+		" (SELECT count(DISTINCT lower(i.email)) FROM brain.invitations"
+		"  i WHERE i.tenant_id = t.id AND i.accepted_at IS NULL"
+		"  AND i.revoked_at IS NULL AND i.expires_at > now()"
+		"  AND lower(i.email) <> lower($2) AND NOT EXISTS (SELECT 1"
+		"  FROM brain.memberships m JOIN brain.users u"
+		"  ON u.id = m.user_id WHERE m.tenant_id = t.id"
+		"  AND lower(u.email) = lower(i.email))),"
+		" EXISTS (SELECT 1 FROM brain.memberships m JOIN brain.users u"
+		"  ON u.id = m.user_id WHERE m.tenant_id = t.id"
+		"  AND lower(u.email) = lower($2))"
+		" FROM brain.tenants t WHERE t.id = $1::uuid"
+		" AND t.deleted_at IS NULL";
+	const char *p[2] = { tid, email };
+	cJSON *over = NULL, *lim = NULL;
+	PGresult *res = NULL;
+	int rc;
+
+	if ((rc = run(lock, 1, p, NULL, errbuf)) < 0 ||
+	    (rc = run(sql, 2, p, &res, errbuf)) < 0)
+		goto out;
+	if (PQntuples(res) < 1) {
+		rc = CM_ENOENT;
+		goto out;
+	}
+	over = cm_json_parse(PQgetvalue(res, 0, 1),
+			     (size_t)PQgetlength(res, 0, 1), errbuf);
+	lim = brain_limits_effective(PQgetvalue(res, 0, 0), over);
+	out->max = (int64_t)cJSON_GetNumberValue(
+		cJSON_GetObjectItemCaseSensitive(lim, "max_users"));
+	out->member = !strcmp(PQgetvalue(res, 0, 3), "t");
+	rc = cm_parse_i64(PQgetvalue(res, 0, 2), 0, INT64_MAX, &out->taken);
+out:
+	cJSON_Delete(over);
+	cJSON_Delete(lim);
+	PQclear(res);
+	return rc;
+}
+
+/* 0 when email is a member or fits; CM_EAGAIN when the seats are full. */
+static int
+take_seat(const char *tid, const char *email, char errbuf[CM_ERRBUF_LEN])
+{
+	struct seats st = { 0, 0, false };
+	int rc = lock_seats(tid, email, &st, errbuf);
+
+	if (rc < 0)
+		return rc;
+	return st.member || st.taken < st.max ? 0 : CM_EAGAIN;
+}
+
+struct seat_member {
+	const char *uid;
+	const char *tid;
+	const char *role;
+	const char *email;
+};
+
+static int
+member_seat_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	static const char sql[] =
+		"INSERT INTO brain.memberships (user_id, tenant_id, role)"
+		" VALUES ($1, $2, $3) ON CONFLICT (user_id, tenant_id)"
+		" DO UPDATE SET role = EXCLUDED.role";
+	struct seat_member *s = arg;
+	const char *p[3] = { s->uid, s->tid, s->role };
+	int rc;
+
+	(void)conn;
+	if ((rc = take_seat(s->tid, s->email, errbuf)) < 0)
+		return rc;
+	return run_cmd(sql, 3, p, errbuf);
+}
+
+int
+brain_store_member_add_seat(const char *user_id, const char *email,
+			    const char *tid, const char *role,
+			    char errbuf[CM_ERRBUF_LEN])
+{
+	struct seat_member s = { user_id, tid, role, email };
+
+	return cm_db_tx_tenant(tid, member_seat_work, &s, errbuf);
+}
+
+struct seat_invite {
+	const char *tid;
+	const char *const *p; /* the 6 parameters of the insert */
+	cJSON **out;
+};
+
+static int
+invite_seat_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	static const char sql[] =
+		"WITH i AS (INSERT INTO brain.invitations (tenant_id, email,"
+		" role, token_hash, invited_by, expires_at) VALUES ($1::uuid,"
+		" $2, $3, $4, $5::uuid, now() + make_interval(secs =>"
+		" $6::bigint)) RETURNING *) SELECT " INVITE_JSON
+		"::text FROM i";
+	struct seat_invite *s = arg;
+	int rc;
+
+	(void)conn;
+	if ((rc = take_seat(s->tid, s->p[1], errbuf)) < 0)
+		return rc;
+	return run_json(sql, 6, s->p, s->out, errbuf);
+}
+
+int
+brain_store_invite_create_seat(const char *tid, const char *email,
+			       const char *role, const char *hash,
+			       const char *invited_by, int64_t ttl_s,
+			       cJSON **out, char errbuf[CM_ERRBUF_LEN])
+{
+	char ttl[24];
+	const char *p[6] = { tid, email, role, hash, invited_by, ttl };
+	struct seat_invite s = { tid, p, out };
+	int rc;
+
+	*out = NULL;
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
+	rc = cm_db_tx_tenant(tid, invite_seat_work, &s, errbuf);
+	if (rc < 0) {
+		cJSON_Delete(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* ---- purge ---- */
+
+int
+brain_store_tenant_purge(int limit, cJSON **ids, char errbuf[CM_ERRBUF_LEN])
+{
+	static const char sql[] =
+		"WITH due AS (SELECT id FROM brain.tenants"
+		" WHERE deleted_at IS NOT NULL AND purge_after <= now()"
+		" ORDER BY purge_after LIMIT $1::int FOR UPDATE SKIP LOCKED),"
+		" gone AS (DELETE FROM brain.tenants t USING due"
+		" WHERE t.id = due.id RETURNING t.id)"
+		" SELECT COALESCE(json_agg(id), '[]')::text FROM gone";
+	char lim[16];
+	const char *p[1] = { lim };
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	return run_json(sql, 1, p, ids, errbuf);
 }

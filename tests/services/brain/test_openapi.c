@@ -43,7 +43,8 @@ load_doc(void)
 	return doc;
 }
 
-/* "/a/:id/b" -> "/a/{id}/b" */
+/* "/a/:id/b" -> "/a/{id}/b"; a trailing "*" (the rest of the path) ->
+   "{path}" */
 static void
 openapi_path(const char *pattern, char *out, size_t n)
 {
@@ -56,6 +57,8 @@ openapi_path(const char *pattern, char *out, size_t n)
 			while (p[1] && p[1] != '/')
 				cm_buf_putc(&b, *++p);
 			cm_buf_putc(&b, '}');
+		} else if (*p == '*' && p[-1] == '/' && !p[1]) {
+			cm_buf_puts(&b, "{path}");
 		} else {
 			cm_buf_putc(&b, *p);
 		}

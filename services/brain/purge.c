@@ -1,0 +1,142 @@
+/*
+ * purge.c - soft-deleted tenants are removed for good once their grace
+ * has passed (purge_after <= now()): one thread per process wakes every
+ * BRAIN_PURGE_INTERVAL_S and purges in batches. Replicas may all run it:
+ * a batch locks its rows with SKIP LOCKED and deletes them in the same
+ * statement, so no tenant is purged twice. Each purge publishes
+ * tenant.updated {changes: {purged: true}} so the other services can drop
+ * the tenant's data.
+ */
+#include "brain.h"
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/service.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "common/banned.h"
+
+#define PURGE_BATCH 100
+
+static pthread_mutex_t purge_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t purge_cond;
+static pthread_t purge_thread;
+static bool purge_running, purge_stopping;
+static int64_t purge_interval_s = 3600;
+static int64_t grace_override_s; /* 0: the days setting */
+
+int64_t
+brain_delete_grace_s(const struct brain *b)
+{
+	return grace_override_s > 0 ? grace_override_s
+				    : b->delete_grace_days * 86400;
+}
+
+static void
+announce(const struct brain *b, const char *tid)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	cJSON *data = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(data, "tenant_id", tid);
+	cJSON_AddBoolToObject(cJSON_AddObjectToObject(data, "changes"),
+			      "purged", true);
+	if (brain_publish(b, "tenant.updated", tid, data, errbuf) < 0)
+		cm_log_warn("tenant %s purged, not announced: %s", tid, errbuf);
+	cJSON_Delete(data);
+}
+
+int
+brain_purge_run(const struct brain *b, char errbuf[CM_ERRBUF_LEN])
+{
+	const cJSON *id;
+	cJSON *ids = NULL;
+	int total = 0, n, rc;
+
+	do {
+		if ((rc = brain_store_tenant_purge(PURGE_BATCH, &ids, errbuf)) <
+		    0)
+			return rc;
+		n = cJSON_GetArraySize(ids);
+		cJSON_ArrayForEach(id, ids)
+		{
+			cm_log_info("tenant %s purged after its grace",
+				    cJSON_GetStringValue(id));
+			announce(b, cJSON_GetStringValue(id));
+		}
+		cJSON_Delete(ids);
+		ids = NULL;
+		total += n;
+	} while (n == PURGE_BATCH);
+	return total;
+}
+
+/* Wait for the interval or a stop; true when stopping. */
+static bool
+purge_wait(void)
+{
+	struct timespec until;
+	bool stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += purge_interval_s;
+	pthread_mutex_lock(&purge_lock);
+	while (!purge_stopping &&
+	       pthread_cond_timedwait(&purge_cond, &purge_lock, &until) == 0)
+		;
+	stop = purge_stopping;
+	pthread_mutex_unlock(&purge_lock);
+	return stop;
+}
+
+static void *
+purge_main(void *arg)
+{
+	const struct brain *b = arg;
+	char errbuf[CM_ERRBUF_LEN];
+
+	while (!purge_wait()) {
+		errbuf[0] = '\0';
+		if (brain_purge_run(b, errbuf) < 0)
+			cm_log_err("tenant purge: %s", errbuf);
+	}
+	return NULL;
+}
+
+int
+brain_purge_start(struct cm_service *svc, const struct brain *b)
+{
+	const struct cm_config *c = cm_service_config(svc);
+	pthread_condattr_t attr;
+
+	purge_interval_s = cm_config_int(c, "BRAIN_PURGE_INTERVAL_S");
+	grace_override_s = cm_config_int(c, "BRAIN_TENANT_DELETE_GRACE_S");
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&purge_cond, &attr);
+	pthread_condattr_destroy(&attr);
+	purge_stopping = false;
+	if (pthread_create(&purge_thread, NULL, purge_main, (void *)b) != 0) {
+		cm_log_err("cannot start the tenant purge thread");
+		return CM_EIO;
+	}
+	purge_running = true;
+	return 0;
+}
+
+void
+brain_purge_stop(void)
+{
+	if (!purge_running)
+		return;
+	pthread_mutex_lock(&purge_lock);
+	purge_stopping = true;
+	pthread_cond_signal(&purge_cond);
+	pthread_mutex_unlock(&purge_lock);
+	pthread_join(purge_thread, NULL);
+	pthread_cond_destroy(&purge_cond);
+	purge_running = false;
+}
