@@ -29,8 +29,9 @@
 struct fetch_ctx {
 	CURL *curl;
 	struct cm_buf *body;
-	bool too_big; /* the write callback refused the body */
-	bool refused; /* the guard refused an address */
+	bool too_big;	   /* the write callback refused the body */
+	bool refused;	   /* the guard refused an address */
+	const char *allow; /* opts->allow_cidrs */
 	char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -129,11 +130,144 @@ cm_addr_is_public(const struct sockaddr *sa)
 	return false;
 }
 
+#define CIDRS_MAX 16
+
+/* One network of an allow list. */
+struct cidr {
+	int family;
+	uint8_t addr[16];
+	unsigned bits;
+};
+
+/* Parse "addr[/bits]" (len bytes of item); 0 or CM_EINVAL. */
+static int
+cidr_parse(const char *item, size_t len, struct cidr *c)
+{
+	char tmp[64], *slash;
+	int64_t bits;
+
+	if (len == 0 || len >= sizeof(tmp))
+		return CM_EINVAL;
+	memcpy(tmp, item, len);
+	tmp[len] = '\0';
+	slash = strchr(tmp, '/');
+	if (slash)
+		*slash++ = '\0';
+	if (inet_pton(AF_INET, tmp, c->addr) == 1)
+		c->family = AF_INET;
+	else if (inet_pton(AF_INET6, tmp, c->addr) == 1)
+		c->family = AF_INET6;
+	else
+		return CM_EINVAL;
+	bits = c->family == AF_INET ? 32 : 128;
+	if (slash && cm_parse_i64(slash, 0, bits, &bits) < 0)
+		return CM_EINVAL;
+	c->bits = (unsigned)bits;
+	return 0;
+}
+
+/* Walk list's items into out (at most CIDRS_MAX); the count, or CM_EINVAL
+   with errbuf naming the bad item. */
+static int
+cidrs_parse(const char *list, struct cidr out[CIDRS_MAX], char *errbuf)
+{
+	const char *p = list ? list : "";
+	size_t len;
+	int n = 0;
+
+	while (*p) {
+		p += strspn(p, " ");
+		len = strcspn(p, ",");
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		if (n == CIDRS_MAX || cidr_parse(p, len, &out[n]) < 0) {
+			cm_errf(errbuf,
+				"bad network '%.*s' (a.b.c.d/n or x::/n, "
+				"at most %d)",
+				(int)(len > 64 ? 64 : len), p, CIDRS_MAX);
+			return CM_EINVAL;
+		}
+		n++;
+		p += strcspn(p, ",");
+		if (*p == ',' && !*++p) {
+			cm_errf(errbuf, "empty network after ','");
+			return CM_EINVAL;
+		}
+	}
+	return n;
+}
+
+int
+cm_cidrs_check(const char *list, char errbuf[CM_ERRBUF_LEN])
+{
+	struct cidr c[CIDRS_MAX];
+	int n = cidrs_parse(list, c, errbuf);
+
+	return n < 0 ? n : 0;
+}
+
+static bool
+prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+	unsigned whole = bits / 8, rest = bits % 8;
+	uint8_t mask;
+
+	if (memcmp(a, b, whole) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	mask = (uint8_t)(0xff << (8 - rest));
+	return (a[whole] & mask) == (b[whole] & mask);
+}
+
+bool
+cm_addr_in_cidrs(const struct sockaddr *sa, const char *list)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0,    0,
+					    0, 0, 0, 0, 0xff, 0xff };
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+	struct cidr c[CIDRS_MAX];
+	uint8_t addr[16];
+	int family, n, i;
+
+	if (!sa || !list || !*list || (n = cidrs_parse(list, c, NULL)) <= 0)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		memcpy(&sin, sa, sizeof(sin));
+		memcpy(addr, &sin.sin_addr, 4);
+		family = AF_INET;
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(&sin6, sa, sizeof(sin6));
+		memcpy(addr, &sin6.sin6_addr, 16);
+		family = AF_INET6;
+		if (!memcmp(addr, mapped, 12)) {
+			memmove(addr, addr + 12, 4);
+			family = AF_INET;
+		}
+	} else {
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		if (c[i].family == family &&
+		    prefix_equal(addr, c[i].addr, c[i].bits))
+			return true;
+	}
+	return false;
+}
+
+/* The guard's verdict on one address. */
+static bool
+addr_allowed(const struct sockaddr *sa, const char *allow)
+{
+	return cm_addr_is_public(sa) || cm_addr_in_cidrs(sa, allow);
+}
+
 /* A literal address in a URL's host is checked now; a name is checked
    after resolution. inet_aton takes every form a resolver would
    (0x7f.1, 2130706433, 0177.0.0.1). */
 static int
-check_literal_host(const char *host, char *errbuf)
+check_literal_host(const char *host, const char *allow, char *errbuf)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
@@ -156,7 +290,7 @@ check_literal_host(const char *host, char *errbuf)
 		if (inet_aton(tmp, &sin.sin_addr))
 			sa = (const struct sockaddr *)&sin;
 	}
-	if (sa && !cm_addr_is_public(sa)) {
+	if (sa && !addr_allowed(sa, allow)) {
 		cm_errf(errbuf, "address not allowed");
 		return CM_EACCES;
 	}
@@ -165,7 +299,7 @@ check_literal_host(const char *host, char *errbuf)
 
 /* Scheme, credentials and host of a parsed user URL. */
 static int
-check_url_parts(CURLU *u, char *errbuf)
+check_url_parts(CURLU *u, const char *allow, char *errbuf)
 {
 	char *scheme = NULL, *user = NULL, *pass = NULL, *host = NULL;
 	int rc = CM_EINVAL;
@@ -185,7 +319,7 @@ check_url_parts(CURLU *u, char *errbuf)
 		cm_errf(errbuf, "url has no host");
 		goto out;
 	}
-	rc = check_literal_host(host, errbuf);
+	rc = check_literal_host(host, allow, errbuf);
 out:
 	curl_free(scheme);
 	curl_free(user);
@@ -196,6 +330,13 @@ out:
 
 int
 cm_url_check_user(const char *url, char errbuf[CM_ERRBUF_LEN])
+{
+	return cm_url_check_user_allow(url, NULL, errbuf);
+}
+
+int
+cm_url_check_user_allow(const char *url, const char *allow_cidrs,
+			char errbuf[CM_ERRBUF_LEN])
 {
 	CURLU *u = NULL;
 	int rc = CM_EINVAL;
@@ -214,7 +355,7 @@ cm_url_check_user(const char *url, char errbuf[CM_ERRBUF_LEN])
 		cm_errf(errbuf, "malformed url");
 		goto out;
 	}
-	rc = check_url_parts(u, errbuf);
+	rc = check_url_parts(u, allow_cidrs, errbuf);
 out:
 	curl_url_cleanup(u);
 	return rc;
@@ -233,7 +374,7 @@ on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
 	if (purpose != CURLSOCKTYPE_IPCXN || addr->addrlen > sizeof(ss))
 		goto refuse;
 	memcpy(&ss, raw, addr->addrlen);
-	if (!cm_addr_is_public((const struct sockaddr *)&ss))
+	if (!addr_allowed((const struct sockaddr *)&ss, ctx->allow))
 		goto refuse;
 	return socket(addr->family, addr->socktype | SOCK_CLOEXEC,
 		      addr->protocol);
@@ -321,7 +462,7 @@ check_args(const char *method, const char *url, const void *body,
 		cm_errf(errbuf, "bad content type");
 		return CM_EINVAL;
 	}
-	return 0;
+	return cm_cidrs_check(opts->allow_cidrs, errbuf);
 }
 
 static int
@@ -539,13 +680,15 @@ cm_fetch(const char *method, const char *url, const void *body, size_t body_len,
 		rc = CM_EIO;
 		goto out;
 	}
-	if (opts->user_url && (rc = cm_url_check_user(url, errbuf)) < 0)
+	if (opts->user_url &&
+	    (rc = cm_url_check_user_allow(url, opts->allow_cidrs, errbuf)) < 0)
 		goto out;
 	rc = build_headers(opts, &headers, errbuf);
 	if (rc < 0)
 		goto out;
 	ctx.curl = curl_easy_init();
 	ctx.body = &resp->body;
+	ctx.allow = opts->allow_cidrs;
 	if (!ctx.curl ||
 	    setup_common(ctx.curl, url, opts, headers, &ctx) != CURLE_OK ||
 	    setup_method(ctx.curl, method, body, body_len) != CURLE_OK ||

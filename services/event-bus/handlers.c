@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/auth.h"
 #include "common/http.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -21,6 +22,28 @@
 
 #define HISTORY_DEFAULT_LIMIT 50
 #define HISTORY_MAX_LIMIT 200
+
+bool
+bus_scope_ok(const struct cm_principal *p, const char *need)
+{
+	if (!p || !p->is_api_key)
+		return true;
+	if (cm_principal_has_role(p, "events:write"))
+		return true;
+	return strcmp(need, "read") == 0 &&
+	       cm_principal_has_role(p, "events:read");
+}
+
+/* 0 when the caller's API key (if any) has the scope; else a recorded
+   403. */
+static int
+scope_check(struct cm_req *req, const char *need)
+{
+	if (bus_scope_ok(cm_req_principal(req), need))
+		return 0;
+	return cm_req_fail(req, 403, "forbidden",
+			   "this API key needs the scope events:%s", need);
+}
 
 /* now as 2026-01-02T03:04:05.123456Z: microseconds keep the history's
    order within a second. */
@@ -143,7 +166,8 @@ bus_handle_publish(struct cm_req *req, void *arg)
 	cJSON *env = NULL, *out = NULL;
 	int status = 500, rc;
 
-	if ((status = cm_req_json(req, &env)) != 0)
+	if ((status = scope_check(req, "write")) != 0 ||
+	    (status = cm_req_json(req, &env)) != 0)
 		goto out;
 	status = 500;
 	rc = prepare_event(bus, env, tenant, errbuf);
@@ -225,7 +249,8 @@ bus_handle_publish_batch(struct cm_req *req, void *arg)
 	cJSON *body = NULL, *out = NULL;
 	int status;
 
-	if ((status = cm_req_json(req, &body)) != 0)
+	if ((status = scope_check(req, "write")) != 0 ||
+	    (status = cm_req_json(req, &body)) != 0)
 		goto out;
 	if (cm_json_get_array(body, NULL, "events", true, BUS_MAX_BATCH,
 			      &events, errbuf) < 0 ||
@@ -308,7 +333,8 @@ bus_handle_history(struct cm_req *req, void *arg)
 	int status, rc;
 
 	(void)arg;
-	if ((status = history_query(req, &q)) != 0)
+	if ((status = scope_check(req, "read")) != 0 ||
+	    (status = history_query(req, &q)) != 0)
 		goto out;
 	rc = bus_store_history(&q, &out, errbuf);
 	if (rc < 0) {
@@ -333,6 +359,9 @@ bus_handle_dlq_list(struct cm_req *req, void *arg)
 	int status = 500, rc;
 
 	(void)arg;
+	if ((status = scope_check(req, "read")) != 0)
+		goto out;
+	status = 500;
 	if (lim && cm_parse_i64(lim, 1, HISTORY_MAX_LIMIT, &n) < 0) {
 		status = cm_req_fail(req, 400, "bad_request",
 				     "limit must be an integer 1..200");
@@ -373,6 +402,10 @@ bus_handle_dlq_get(struct cm_req *req, void *arg)
 	int rc;
 
 	(void)arg;
+	if (scope_check(req, "read") != 0) {
+		cm_req_reply_json(req, 403, NULL);
+		return;
+	}
 	rc = bus_dlq_get(cm_req_tenant_id(req), cm_req_param(req, "id"), &out,
 			 errbuf);
 	cm_req_reply_json(req, dlq_status(req, rc, 200, errbuf), out);
@@ -388,6 +421,10 @@ bus_handle_dlq_retry(struct cm_req *req, void *arg)
 	int rc, status;
 
 	(void)arg;
+	if (scope_check(req, "write") != 0) {
+		cm_req_reply_json(req, 403, NULL);
+		return;
+	}
 	rc = cm_bus_dlq_retry(cm_req_tenant_id(req), cm_req_param(req, "id"),
 			      sid, errbuf);
 	status = dlq_status(req, rc, 202, errbuf);
@@ -407,6 +444,10 @@ bus_handle_dlq_discard(struct cm_req *req, void *arg)
 	int rc;
 
 	(void)arg;
+	if (scope_check(req, "write") != 0) {
+		cm_req_reply_json(req, 403, NULL);
+		return;
+	}
 	rc = bus_dlq_discard(cm_req_tenant_id(req), cm_req_param(req, "id"),
 			     errbuf);
 	cm_req_reply_json(req, dlq_status(req, rc, 204, errbuf), NULL);
@@ -466,7 +507,8 @@ bus_handle_replay_create(struct cm_req *req, void *arg)
 	int status;
 
 	(void)arg;
-	if ((status = cm_req_json(req, &body)) != 0 ||
+	if ((status = scope_check(req, "write")) != 0 ||
+	    (status = cm_req_json(req, &body)) != 0 ||
 	    (status = replay_request(req, body, &r)) != 0)
 		goto out;
 	if (bus_replay_create(&r, id, &total, errbuf) < 0) {
@@ -494,6 +536,10 @@ bus_handle_replay_get(struct cm_req *req, void *arg)
 	int rc, status = 200;
 
 	(void)arg;
+	if (scope_check(req, "read") != 0) {
+		cm_req_reply_json(req, 403, NULL);
+		return;
+	}
 	rc = bus_replay_get(cm_req_tenant_id(req), cm_req_param(req, "id"),
 			    &out, errbuf);
 	if (rc == CM_ENOENT) {

@@ -774,6 +774,90 @@ START_TEST(test_non_user_fetch_to_loopback_is_allowed)
 }
 END_TEST
 
+/* The dev/test allow list lets exactly its networks through, at both
+   checks; anything else is refused as before. */
+START_TEST(test_an_allow_list_admits_only_its_networks)
+{
+	struct cm_fetch_opts o = { .user_url = true,
+				   .allow_cidrs = "10.0.0.0/8, 127.0.0.1/32" };
+
+	ck_assert_int_eq(cm_fetch("GET", url_of(&srv, "127.0.0.1", "/ok"), NULL,
+				  0, &o, &resp, err),
+			 0);
+	ck_assert_int_eq(resp.status, 200);
+	cm_fetch_response_release(&resp);
+	ck_assert_int_eq(cm_fetch("GET", url_of(&srv, "localhost", "/ok"), NULL,
+				  0, &o, &resp, err),
+			 0);
+	cm_fetch_response_release(&resp);
+	ck_assert_int_eq(cm_url_check_user_allow("http://127.0.0.1/",
+						 o.allow_cidrs, err),
+			 0);
+	ck_assert_int_eq(cm_url_check_user_allow("http://127.0.0.2/",
+						 o.allow_cidrs, err),
+			 CM_EACCES);
+	ck_assert_int_eq(cm_url_check_user_allow("http://169.254.169.254/",
+						 o.allow_cidrs, err),
+			 CM_EACCES);
+	ck_assert_int_eq(
+		cm_url_check_user_allow("http://[::1]/", o.allow_cidrs, err),
+		CM_EACCES);
+	o.allow_cidrs = "127.0.0.2/32";
+	assert_user_fetch_refused(url_of(&srv, "127.0.0.1", "/ok"));
+	ck_assert_int_eq(atomic_load(&srv.requests), 2);
+}
+END_TEST
+
+START_TEST(test_allow_list_syntax_and_matching)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+	const struct sockaddr *v4 = (const struct sockaddr *)&sin;
+	const struct sockaddr *v6 = (const struct sockaddr *)&sin6;
+
+	ck_assert_int_eq(cm_cidrs_check(NULL, err), 0);
+	ck_assert_int_eq(cm_cidrs_check("", err), 0);
+	ck_assert_int_eq(cm_cidrs_check("127.0.0.0/8,::1/128 , 10.1.2.3", err),
+			 0);
+	ck_assert_int_eq(cm_cidrs_check("127.0.0.0/33", err), CM_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "127.0.0.0/33"));
+	ck_assert_int_eq(cm_cidrs_check("localhost", err), CM_EINVAL);
+	ck_assert_int_eq(cm_cidrs_check("127.0.0.0/8,", err), CM_EINVAL);
+	ck_assert_int_eq(cm_cidrs_check("::1/129", err), CM_EINVAL);
+	ck_assert_int_eq(cm_cidrs_check("1.2.3.4/x", err), CM_EINVAL);
+	inet_pton(AF_INET, "127.9.8.7", &sin.sin_addr);
+	ck_assert(cm_addr_in_cidrs(v4, "127.0.0.0/8"));
+	ck_assert(!cm_addr_in_cidrs(v4, "127.0.0.0/16"));
+	ck_assert(!cm_addr_in_cidrs(v4, ""));
+	ck_assert(!cm_addr_in_cidrs(v4, NULL));
+	ck_assert(!cm_addr_in_cidrs(v4, "127.0.0.0/8,bad"));
+	ck_assert(cm_addr_in_cidrs(v4, "0.0.0.0/0"));
+	inet_pton(AF_INET6, "::ffff:127.9.8.7", &sin6.sin6_addr);
+	ck_assert(cm_addr_in_cidrs(v6, "127.0.0.0/12"));
+	ck_assert(!cm_addr_in_cidrs(v6, "::1/128"));
+	inet_pton(AF_INET6, "::1", &sin6.sin6_addr);
+	ck_assert(cm_addr_in_cidrs(v6, "::1/128"));
+	ck_assert(!cm_addr_in_cidrs(v6, "127.0.0.0/8"));
+	inet_pton(AF_INET6, "fd12:3456::1", &sin6.sin6_addr);
+	ck_assert(cm_addr_in_cidrs(v6, "fd12:3456::/32"));
+	ck_assert(!cm_addr_in_cidrs(v6, "fd12:3457::/32"));
+	ck_assert(cm_addr_in_cidrs(v6, "fd12:3457::/31"));
+}
+END_TEST
+
+START_TEST(test_a_malformed_allow_list_is_refused_by_fetch)
+{
+	struct cm_fetch_opts o = { .user_url = true, .allow_cidrs = "nope" };
+
+	ck_assert_int_eq(cm_fetch("GET", url_of(&srv, "127.0.0.1", "/ok"), NULL,
+				  0, &o, &resp, err),
+			 CM_EINVAL);
+	srv_stop(&srv);
+	ck_assert_int_eq(atomic_load(&srv.conns), 0);
+	srv_start(&srv);
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -821,6 +905,9 @@ make_suite(void)
 	tcase_add_test(guard,
 		       test_user_fetch_refuses_bad_schemes_and_credentials);
 	tcase_add_test(guard, test_non_user_fetch_to_loopback_is_allowed);
+	tcase_add_test(guard, test_an_allow_list_admits_only_its_networks);
+	tcase_add_test(guard, test_allow_list_syntax_and_matching);
+	tcase_add_test(guard, test_a_malformed_allow_list_is_refused_by_fetch);
 	suite_add_tcase(s, guard);
 	return s;
 }

@@ -12,6 +12,10 @@
  * cm_addr_is_public; such fetches fail with CM_EACCES and errbuf "address
  * not allowed", before any packet is sent. Redirects are not followed and
  * proxies are not used (a proxy would connect past the check).
+ * opts->allow_cidrs (NULL or "" by default: the guard exactly as above)
+ * lets addresses inside the listed networks through both checks; it exists
+ * so that tests and local development can reach a receiver on 127.0.0.1,
+ * and stays empty in production.
  *
  * Retries: only GET, HEAD, PUT, DELETE and OPTIONS, only after a connect
  * failure, a timeout or a 502/503/504, waiting 100 ms before the first
@@ -45,6 +49,9 @@ struct cm_fetch_opts {
 	const char *const *headers; /* "Name: value", NULL-terminated;
 				       CR or LF in one: CM_EINVAL */
 	const char *content_type;   /* for the body, or NULL */
+	const char *allow_cidrs;    /* user_url only: "127.0.0.0/8,::1/128"
+				       passes the guard (dev/test; see
+				       above); NULL or "": nothing */
 };
 
 struct cm_fetch_response {
@@ -81,5 +88,18 @@ bool cm_addr_is_public(const struct sockaddr *sa);
    (any form a resolver accepts: 0x7f.1, 2130706433, [::1]) that
    cm_addr_is_public refuses; else 0. */
 int cm_url_check_user(const char *url, char errbuf[CM_ERRBUF_LEN]);
+/* cm_url_check_user_allow - cm_url_check_user, except that a literal
+   address inside allow_cidrs (as in cm_fetch_opts; NULL: none) passes. */
+int cm_url_check_user_allow(const char *url, const char *allow_cidrs,
+			    char errbuf[CM_ERRBUF_LEN]);
+/* cm_cidrs_check - the syntax of an allow list: at most 16
+   comma-separated networks "a.b.c.d/n" (n 0..32) or "x:y::/n" (n 0..128),
+   a bare address meaning the one host, spaces around commas allowed;
+   NULL or "" is the empty list. 0 or CM_EINVAL naming the bad item. */
+int cm_cidrs_check(const char *list, char errbuf[CM_ERRBUF_LEN]);
+/* cm_addr_in_cidrs - whether sa (an IPv4-mapped IPv6 address counting as
+   its IPv4 address) lies in one of list's networks; false for a malformed
+   list. */
+bool cm_addr_in_cidrs(const struct sockaddr *sa, const char *list);
 
 #endif
