@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -253,5 +254,57 @@ vc_hex_decode(const char *s, unsigned char **out, size_t *out_len)
 	}
 	*out = buf;
 	*out_len = n / 2;
+	return 0;
+}
+
+void
+vc_hmac(const void *key, size_t key_len, const void *data, size_t n,
+	unsigned char out[32])
+{
+	unsigned int len = 32;
+
+	HMAC(EVP_sha256(), key, (int)key_len, data, n, out, &len);
+}
+
+char *
+vc_b64_encode(const unsigned char *p, size_t n)
+{
+	char *s = cm_xmalloc(4 * ((n + 2) / 3) + 1);
+
+	EVP_EncodeBlock((unsigned char *)s, p, (int)n);
+	return s;
+}
+
+static bool
+b64_char_ok(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+int
+vc_b64_decode(const char *s, unsigned char **out, size_t *out_len)
+{
+	size_t n = strlen(s), i, pad = 0;
+	int got;
+
+	*out = NULL;
+	*out_len = 0;
+	if (n % 4 || n > (size_t)INT32_MAX / 2)
+		return CM_EINVAL;
+	if (n && s[n - 1] == '=')
+		pad = n > 1 && s[n - 2] == '=' ? 2 : 1;
+	for (i = 0; i < n - pad; i++)
+		if (!b64_char_ok((unsigned char)s[i]))
+			return CM_EINVAL;
+	*out = cm_xmalloc(n / 4 * 3 + 1);
+	got = EVP_DecodeBlock(*out, (const unsigned char *)s, (int)n);
+	if (got < 0 || (size_t)got < pad) {
+		free(*out);
+		*out = NULL;
+		return CM_EINVAL;
+	}
+	*out_len = (size_t)got - pad;
+	(*out)[*out_len] = '\0';
 	return 0;
 }

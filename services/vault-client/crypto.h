@@ -52,4 +52,13 @@ char *vc_hex_encode(const unsigned char *p, size_t n);
    for anything else. */
 int vc_hex_decode(const char *s, unsigned char **out, size_t *out_len);
 
+/* vc_hmac - HMAC-SHA256(key[key_len], data[n]) into out. */
+void vc_hmac(const void *key, size_t key_len, const void *data, size_t n,
+	     unsigned char out[32]);
+/* vc_b64_encode - standard padded base64 of n bytes, malloc'd. */
+char *vc_b64_encode(const unsigned char *p, size_t n);
+/* vc_b64_decode - the bytes of a standard padded base64 text (no
+   whitespace), malloc'd with a NUL after *out_len; CM_EINVAL otherwise. */
+int vc_b64_decode(const char *s, unsigned char **out, size_t *out_len);
+
 #endif

@@ -1,14 +1,18 @@
 /*
- * handlers.c - vault-client's HTTP edge: canonicalise the path, apply the
- * policy, audit, then call the store and render. Values never reach a log
- * line or an error message; reply bodies holding values are zeroed after
- * sending.
+ * handlers.c - vault-client's HTTP edge for services (/v1): canonicalise
+ * the path, apply the policy, audit, then call the store and render.
+ * Values never reach a log line or an error message; reply bodies holding
+ * values are zeroed after sending. Reads queue their audit row for the
+ * group commit (auditq.h) and answer only once it is committed; every
+ * other operation writes its row in its own transaction first. Also the
+ * helpers the other handler files share (vault_client.h).
  */
 #include "vault_client.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/auth.h"
 #include "common/bus.h"
@@ -16,6 +20,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 
+#include "auditq.h"
 #include "backend.h"
 #include "vault.h"
 
@@ -31,11 +36,12 @@ struct call {
 	struct vc *vc;
 	struct vc_path path;
 	unsigned op;
+	uint64_t ticket; /* the queued audit row (reads with auditq.h) */
 	const char *caller;
 	char full[FULL_MAX]; /* canonical path, or the sanitised input */
 };
 
-static struct vc *
+struct vc *
 vc_of(void *arg)
 {
 	struct vc *vc = arg;
@@ -45,33 +51,41 @@ vc_of(void *arg)
 	return vc;
 }
 
-/* Record the access; 0, or CM_EIO when the record could not be written. */
-static int
-audit(struct call *c, bool allowed, const char *reason)
+int
+vc_audit(struct cm_req *req, enum vc_scope scope, const char *caller,
+	 const char *op, const char *full, bool allowed, const char *reason)
 {
 	char errbuf[CM_ERRBUF_LEN] = "";
 	struct vc_audit a = { 0 };
 	int rc;
 
-	a.scope = c->path.scope;
-	a.tenant_id = cm_req_tenant_id(c->req);
-	a.caller = c->caller;
-	a.op = vc_op_name(c->op);
-	a.path = c->full;
+	a.scope = scope;
+	a.tenant_id = cm_req_tenant_id(req);
+	a.caller = caller;
+	a.op = op;
+	a.path = full;
 	a.allowed = allowed;
 	a.reason = reason;
-	a.request_id = cm_req_id(c->req);
+	a.request_id = cm_req_id(req);
 	if (a.scope == VC_SCOPE_TENANT && !a.tenant_id)
 		return CM_EIO;
 	rc = vc_store_audit(&a, errbuf);
 	if (rc < 0)
-		cm_log_err("audit %s %s: %s", a.op, c->full, errbuf);
+		cm_log_err("audit %s %s: %s", a.op, full, errbuf);
 	return rc;
 }
 
+/* Record the access; 0, or CM_EIO when the record could not be written. */
+static int
+audit(struct call *c, bool allowed, const char *reason)
+{
+	return vc_audit(c->req, c->path.scope, c->caller, vc_op_name(c->op),
+			c->full, allowed, reason);
+}
+
 /* Keep a refused raw path printable and short for the audit record. */
-static void
-sanitise(const char *raw, char *out, size_t n)
+void
+vc_sanitise(const char *raw, char *out, size_t n)
 {
 	size_t i;
 
@@ -105,6 +119,33 @@ path_refused(struct call *c, int rc)
 		      "names are 1-8 segments of [a-z0-9_.-]");
 }
 
+/* Queue the allowed row of a read (group commit, auditq.h): the answer
+   waits for it (read_finish). A full queue refuses the read. */
+static int
+queue_allowed(struct call *c)
+{
+	struct vc_audit a = { 0 };
+
+	a.scope = c->path.scope;
+	a.tenant_id = cm_req_tenant_id(c->req);
+	a.caller = c->caller;
+	a.op = vc_op_name(c->op);
+	a.path = c->full;
+	a.allowed = true;
+	a.reason = "allowed";
+	a.request_id = cm_req_id(c->req);
+	if (a.scope == VC_SCOPE_TENANT && !a.tenant_id)
+		return cm_req_fail(c->req, 503, "audit_unavailable",
+				   "the access could not be audited");
+	c->ticket = vc_auditq_add(c->vc->auditq, &a);
+	if (!c->ticket) {
+		cm_log_warn("audit queue full: %s refused", c->full);
+		return cm_req_fail(c->req, 503, "audit_unavailable",
+				   "the audit log is behind: try again");
+	}
+	return 0;
+}
+
 /* Resolve, authorise and audit; 0 to go on, else the status recorded. */
 static int
 call_begin(struct call *c, struct cm_req *req, void *arg, enum vc_scope scope,
@@ -119,7 +160,7 @@ call_begin(struct call *c, struct cm_req *req, void *arg, enum vc_scope scope,
 	c->op = op;
 	c->caller = cm_req_principal(req)->sub;
 	c->path.scope = scope;
-	sanitise(raw, c->full, sizeof(c->full));
+	vc_sanitise(raw, c->full, sizeof(c->full));
 	if (scope == VC_SCOPE_PLATFORM && cm_req_header(req, "X-Tenant-ID"))
 		return refuse(c, 403, "tenant_context",
 			      "platform paths are not reachable from a "
@@ -135,6 +176,8 @@ call_begin(struct call *c, struct cm_req *req, void *arg, enum vc_scope scope,
 	if (!vc_policy_allows(c->caller, &c->path, op))
 		return refuse(c, 403, "forbidden",
 			      "this service may not do that to this path");
+	if (op == VC_OP_READ && c->vc->auditq)
+		return queue_allowed(c);
 	if (audit(c, true, "allowed") < 0)
 		return cm_req_fail(req, 503, "audit_unavailable",
 				   "the access could not be audited");
@@ -142,8 +185,8 @@ call_begin(struct call *c, struct cm_req *req, void *arg, enum vc_scope scope,
 }
 
 /* Send a JSON text holding a value, then zero and free it. */
-static void
-reply_secret(struct cm_req *req, char *body, size_t len)
+void
+vc_reply_secret(struct cm_req *req, char *body, size_t len)
 {
 	cm_req_reply(req, 200, "application/json", body, len);
 	cm_memzero(body, len);
@@ -164,8 +207,8 @@ json_zero(cJSON *j)
 	}
 }
 
-static void
-json_zero_delete(cJSON *j)
+void
+vc_json_zero_delete(cJSON *j)
 {
 	json_zero(j);
 	cJSON_Delete(j);
@@ -178,28 +221,28 @@ json_zero_delete(cJSON *j)
  * so a failure is logged and the other caches expire by their TTL.
  * Platform secrets have no tenant stream and publish nothing.
  */
-static void
-publish_change(const struct call *c, const char *type, int version)
+void
+vc_publish_change(const struct vc_path *p, const char *type, int version)
 {
 	char errbuf[CM_ERRBUF_LEN] = "";
 	cJSON *data, *env;
 
-	if (c->path.scope != VC_SCOPE_TENANT || strlen(c->path.name) > 200)
+	if (p->scope != VC_SCOPE_TENANT || strlen(p->name) > 200)
 		return;
 	data = cJSON_CreateObject();
-	cJSON_AddStringToObject(data, "secret_name", c->path.name);
+	cJSON_AddStringToObject(data, "secret_name", p->name);
 	if (version > 0)
 		cJSON_AddNumberToObject(data, "version", version);
-	env = cm_bus_envelope_new(type, "vault-client", "secret", c->path.name,
+	env = cm_bus_envelope_new(type, "vault-client", "secret", p->name,
 				  data);
-	if (!env || cm_bus_publish(c->path.owner, env, NULL, errbuf) < 0)
-		cm_log_warn("publish %s for %s: %s", type, c->full,
-			    errbuf[0] ? errbuf : "no envelope");
+	if (!env || cm_bus_publish(p->owner, env, NULL, errbuf) < 0)
+		cm_log_warn("publish %s for tenants/%s/%s: %s", type, p->owner,
+			    p->name, errbuf[0] ? errbuf : "no envelope");
 	cJSON_Delete(env);
 }
 
-static cJSON *
-version_json(const struct vc_version *m)
+cJSON *
+vc_version_json(const struct vc_version *m)
 {
 	cJSON *j = cJSON_CreateObject();
 
@@ -210,40 +253,46 @@ version_json(const struct vc_version *m)
 	return j;
 }
 
-/* Map a store error onto the answer (values never in errbuf). */
-static int
-store_failed(struct call *c, int rc, const char *errbuf)
+int
+vc_store_failed(struct cm_req *req, const char *op, const char *full, int rc,
+		const char *errbuf)
 {
 	switch (rc) {
 	case CM_ENOENT:
-		return cm_req_fail(c->req, 404, "not_found", "no such secret");
+		return cm_req_fail(req, 404, "not_found", "no such secret");
 	case CM_ESTALE:
-		return cm_req_fail(c->req, 409, "cas_mismatch",
+		return cm_req_fail(req, 409, "cas_mismatch",
 				   "check-and-set parameter did not match the "
 				   "current version");
 	case CM_E2BIG:
-		return cm_req_fail(c->req, 413, "payload_too_large",
+		return cm_req_fail(req, 413, "payload_too_large",
 				   "the secret is too large");
 	case CM_EINVAL:
-		return cm_req_fail(c->req, 400, "invalid_request",
+		return cm_req_fail(req, 400, "invalid_request",
 				   "invalid versions");
 	case CM_EIO:
 	case CM_ETIMEDOUT:
 	case CM_ECONNREFUSED:
-		cm_log_err("%s %s: %s", vc_op_name(c->op), c->full,
+		cm_log_err("%s %s: %s", op, full,
 			   errbuf[0] ? errbuf : cm_strerror(rc));
-		return cm_req_fail(c->req, 503, "backend_unavailable",
+		return cm_req_fail(req, 503, "backend_unavailable",
 				   "the secret store is unavailable");
 	}
-	cm_log_err("%s %s: %s", vc_op_name(c->op), c->full,
-		   errbuf[0] ? errbuf : cm_strerror(rc));
-	return cm_req_fail(c->req, 500, "internal", "internal error");
+	cm_log_err("%s %s: %s", op, full, errbuf[0] ? errbuf : cm_strerror(rc));
+	return cm_req_fail(req, 500, "internal", "internal error");
+}
+
+/* Map a store error onto the answer (values never in errbuf). */
+static int
+store_failed(struct call *c, int rc, const char *errbuf)
+{
+	return vc_store_failed(c->req, vc_op_name(c->op), c->full, rc, errbuf);
 }
 
 /* {"data": <value>, "metadata": {...}} as text; NULL if the stored value
    is not JSON (it always is: we wrote it). */
-static char *
-render_secret(const struct vc_secret *s, size_t *len)
+char *
+vc_render_secret(const struct vc_secret *s, size_t *len)
 {
 	cJSON *root = cJSON_CreateObject(), *data;
 	char errbuf[CM_ERRBUF_LEN];
@@ -252,16 +301,17 @@ render_secret(const struct vc_secret *s, size_t *len)
 	data = cm_json_parse(s->json, s->len, errbuf);
 	if (data) {
 		cJSON_AddItemToObject(root, "data", data);
-		cJSON_AddItemToObject(root, "metadata", version_json(&s->meta));
+		cJSON_AddItemToObject(root, "metadata",
+				      vc_version_json(&s->meta));
 		text = cJSON_PrintUnformatted(root);
 		*len = text ? strlen(text) : 0;
 	}
-	json_zero_delete(root);
+	vc_json_zero_delete(root);
 	return text;
 }
 
-static int
-read_version_param(struct cm_req *req, int *version)
+int
+vc_read_version_param(struct cm_req *req, int *version)
 {
 	const char *q = cm_req_query(req, "version");
 	int64_t v = 0;
@@ -274,15 +324,92 @@ read_version_param(struct cm_req *req, int *version)
 	return 0;
 }
 
-static int
-deleted_reply(struct call *c, const struct vc_version *m)
+int
+vc_deleted_reply(struct cm_req *req, const struct vc_version *m)
 {
 	if (m->destroyed)
-		return cm_req_fail(c->req, 404, "destroyed",
+		return cm_req_fail(req, 404, "destroyed",
 				   "version %d was destroyed", m->version);
-	return cm_req_fail(c->req, 404, "deleted",
-			   "version %d was deleted at %s", m->version,
-			   m->deletion_time);
+	return cm_req_fail(req, 404, "deleted", "version %d was deleted at %s",
+			   m->version, m->deletion_time);
+}
+
+/* A read's answer, held until its audit row is committed. */
+struct pending_read {
+	unsigned magic;
+	struct vc *vc;
+	uint64_t ticket;
+	char *body; /* holds the value; NULL: the recorded status */
+	size_t len;
+	int status;
+};
+
+#define PENDING_MAGIC 0x76637072u /* "vcpr" */
+
+/* Answer by the audit state: written -> the answer, failed -> 503. */
+static void
+read_answer(struct cm_req *req, int state, char *body, size_t len, int status)
+{
+	if (state < 0) {
+		if (body) {
+			cm_memzero(body, len);
+			free(body);
+		}
+		cm_req_fail(req, 503, "audit_unavailable",
+			    "the access could not be audited");
+		cm_req_reply_json(req, 503, NULL);
+	} else if (body) {
+		vc_reply_secret(req, body, len);
+	} else {
+		cm_req_reply_json(req, status, NULL);
+	}
+}
+
+static void
+pending_tick(struct cm_req *req, void *arg)
+{
+	struct pending_read *p = arg;
+	int state;
+
+	if (!p || p->magic != PENDING_MAGIC)
+		abort();
+	state = vc_auditq_state(p->vc->auditq, p->ticket);
+	if (state == 0)
+		return;
+	p->magic = 0;
+	read_answer(req, state, p->body, p->len, p->status);
+	free(p);
+}
+
+/* Send the answer of a read (body owned, or the recorded status) once
+   its audit row is written: deferred, checked every millisecond on this
+   worker, so the worker serves others meanwhile. */
+static void
+read_finish(struct cm_req *req, struct call *c, char *body, size_t len,
+	    int status)
+{
+	struct pending_read *p;
+	struct cm_req *d = NULL;
+	int state = 1;
+
+	if (c->ticket)
+		state = vc_auditq_state(c->vc->auditq, c->ticket);
+	if (state == 0 && (d = cm_req_defer(req))) {
+		p = cm_xcalloc(1, sizeof(*p));
+		*p = (struct pending_read){ PENDING_MAGIC, c->vc, c->ticket,
+					    body,	   len,	  status };
+		if (cm_req_every(d, 1, pending_tick, p) == 0)
+			return;
+		free(p);
+		req = d;
+	}
+	while (state == 0) { /* no timer: wait here (never seen) */
+		struct timespec ts = { 0, 1000000L };
+
+		nanosleep(&ts, NULL);
+		state = vc_auditq_state(c->vc->auditq, c->ticket);
+	}
+	read_answer(req, state, body, len, status);
 }
 
 static void
@@ -297,33 +424,36 @@ do_read(struct cm_req *req, void *arg, enum vc_scope scope)
 	int status, version = 0, rc;
 
 	if ((status = call_begin(&c, req, arg, scope, VC_OP_READ)) ||
-	    (status = read_version_param(req, &version)))
+	    (status = vc_read_version_param(req, &version)))
 		goto out;
-	if (vc_cache_get(c.vc->cache, &c.path, version, &body, &len)) {
-		reply_secret(req, body, len);
-		return;
-	}
+	if (vc_cache_get(c.vc->cache, &c.path, version, &body, &len))
+		goto out;
 	gen = vc_cache_generation(c.vc->cache);
 	rc = vc_backend_read(c.vc, &c.path, version, &secret, errbuf);
 	if (rc == CM_ENOENT && secret.meta.version) {
-		status = deleted_reply(&c, &secret.meta);
+		status = vc_deleted_reply(req, &secret.meta);
 		goto out;
 	}
-	if (rc < 0 || !(body = render_secret(&secret, &len))) {
+	if (rc < 0 || !(body = vc_render_secret(&secret, &len))) {
 		status = store_failed(&c, rc < 0 ? rc : CM_EIO, errbuf);
 		goto out;
 	}
 	vc_cache_put(c.vc->cache, &c.path, version, body, len, gen);
-	reply_secret(req, body, len);
 out:
 	vc_secret_release(&secret);
-	if (!cm_req_replied(req))
-		cm_req_reply_json(req, status, NULL);
+	if (!c.ticket) { /* refused before the queue, or no queue */
+		if (body)
+			vc_reply_secret(req, body, len);
+		else
+			cm_req_reply_json(req, status, NULL);
+		return;
+	}
+	read_finish(req, &c, body, len, status);
 }
 
 /* The body's "data": an object of at most 100 string members. */
-static int
-write_value(struct cm_req *req, const cJSON *body, char **json, int64_t *cas)
+int
+vc_write_value(struct cm_req *req, const cJSON *body, char **json, int64_t *cas)
 {
 	char errbuf[CM_ERRBUF_LEN] = "";
 	const cJSON *data = NULL, *it;
@@ -359,7 +489,7 @@ do_write(struct cm_req *req, void *arg, enum vc_scope scope)
 
 	if ((status = call_begin(&c, req, arg, scope, VC_OP_WRITE)) ||
 	    (status = cm_req_json(req, &body)) ||
-	    (status = write_value(req, body, &json, &cas)))
+	    (status = vc_write_value(req, body, &json, &cas)))
 		goto out;
 	rc = vc_backend_write(c.vc, &c.path, json, cas, &meta, errbuf);
 	vc_cache_invalidate(c.vc->cache, &c.path);
@@ -370,15 +500,16 @@ do_write(struct cm_req *req, void *arg, enum vc_scope scope)
 	cm_log_info("secret written: %s version %d", c.full, meta.version);
 	if (scope == VC_SCOPE_PLATFORM)
 		vc_rerender(c.vc, c.path.owner);
-	publish_change(&c,
-		       meta.version == 1 ? "secret.created" : "secret.rotated",
-		       meta.version);
-	out = version_json(&meta);
+	vc_publish_change(&c.path,
+			  meta.version == 1 ? "secret.created"
+					    : "secret.rotated",
+			  meta.version);
+	out = vc_version_json(&meta);
 	status = 200;
 out:
 	cm_req_reply_json(req, status, out);
 	cJSON_Delete(out);
-	json_zero_delete(body);
+	vc_json_zero_delete(body);
 	if (json) {
 		cm_memzero(json, strlen(json));
 		free(json);
@@ -454,10 +585,10 @@ do_versions(struct cm_req *req, void *arg, enum vc_scope scope, enum vop vop)
 	if (rc == 0 && scope == VC_SCOPE_PLATFORM)
 		vc_rerender(c.vc, c.path.owner);
 	if (rc == 0)
-		publish_change(&c,
-			       vop == VOP_UNDELETE ? "secret.rotated"
-						   : "secret.deleted",
-			       0);
+		vc_publish_change(&c.path,
+				  vop == VOP_UNDELETE ? "secret.rotated"
+						      : "secret.deleted",
+				  0);
 	if (rc == 0)
 		cm_log_info("secret %s: %s",
 			    vop == VOP_DESTROY	  ? "destroyed"
@@ -485,9 +616,9 @@ out:
 	cJSON_Delete(out);
 }
 
-static int
-list_params(struct cm_req *req, const char **prefix, const char **cursor,
-	    int *limit)
+int
+vc_list_params(struct cm_req *req, const char **prefix, const char **cursor,
+	       int *limit)
 {
 	const char *l = cm_req_query(req, "limit");
 	int64_t v = LIST_LIMIT_DEF;
@@ -529,7 +660,7 @@ list_begin(struct call *c, struct cm_req *req, void *arg, enum vc_scope scope,
 	snprintf(c->full, sizeof(c->full), "%s/%s/%s",
 		 scope == VC_SCOPE_TENANT ? "tenants" : "platform",
 		 c->path.owner, prefix);
-	sanitise(c->full, c->full, sizeof(c->full));
+	vc_sanitise(c->full, c->full, sizeof(c->full));
 	if (scope == VC_SCOPE_PLATFORM && cm_req_header(req, "X-Tenant-ID"))
 		return refuse(c, 403, "tenant_context",
 			      "platform paths are not reachable from a "
@@ -556,7 +687,7 @@ do_list(struct cm_req *req, void *arg, enum vc_scope scope)
 	struct call c;
 	int status, limit = 0, rc;
 
-	if ((status = list_params(req, &prefix, &cursor, &limit)) ||
+	if ((status = vc_list_params(req, &prefix, &cursor, &limit)) ||
 	    (status = list_begin(&c, req, arg, scope, prefix)))
 		goto out;
 	rc = vc_backend_list(c.vc, scope, c.path.owner, prefix, cursor, limit,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/auth.h"
 #include "common/mem.h"
 
 #include "common/banned.h"
@@ -223,4 +224,81 @@ vc_op_name(unsigned op)
 		return "list";
 	}
 	return "unknown";
+}
+
+/* What an API key's scopes allow: read covers list and metadata, write
+   covers those and write/delete; reveal and audit never. */
+static bool
+api_key_allows(const struct cm_principal *p, enum vc_user_op op)
+{
+	bool write = cm_principal_has_role(p, "secrets:write");
+	bool read = write || cm_principal_has_role(p, "secrets:read");
+
+	switch (op) {
+	case VC_USER_LIST:
+	case VC_USER_META:
+		return read;
+	case VC_USER_WRITE:
+	case VC_USER_DELETE:
+		return write;
+	case VC_USER_REVEAL:
+	case VC_USER_AUDIT:
+		break;
+	}
+	return false;
+}
+
+const char *
+vc_user_refusal(const struct cm_principal *p, enum vc_user_op op)
+{
+	bool admin, reader;
+
+	if (!p || p->is_service || strcmp(p->via, CM_GATEWAY_ISSUER) ||
+	    !p->sub[0] || !p->tenant_id[0])
+		return "not_via_gateway";
+	if (p->is_api_key)
+		return api_key_allows(p, op) ? NULL : "insufficient_scope";
+	admin = cm_principal_has_role(p, "owner") ||
+		cm_principal_has_role(p, "admin");
+	reader = admin || cm_principal_has_role(p, "manager");
+	if (admin || (reader && (op == VC_USER_LIST || op == VC_USER_META)))
+		return NULL;
+	return "forbidden";
+}
+
+const char *
+vc_user_op_name(enum vc_user_op op)
+{
+	static const char *const names[] = {
+		[VC_USER_LIST] = "list",     [VC_USER_META] = "metadata",
+		[VC_USER_WRITE] = "write",   [VC_USER_DELETE] = "delete",
+		[VC_USER_REVEAL] = "reveal", [VC_USER_AUDIT] = "audit",
+	};
+
+	if ((unsigned)op >= sizeof(names) / sizeof(names[0]))
+		return "unknown";
+	return names[op];
+}
+
+bool
+vc_transit_key_valid(const char *key)
+{
+	size_t i, n = key ? strlen(key) : 0;
+
+	if (n == 0 || n > VC_TRANSIT_KEY_MAX)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!seg_char_ok((unsigned char)key[i]) || key[i] == '.')
+			return false;
+	return true;
+}
+
+bool
+vc_transit_allows(const char *service, const char *key)
+{
+	size_t n = service ? strlen(service) : 0;
+
+	if (!n || !vc_transit_key_valid(key) || strncmp(key, service, n))
+		return false;
+	return key[n] == '\0' || (key[n] == '-' && key[n + 1] != '\0');
 }

@@ -68,4 +68,46 @@ bool vc_policy_allows_list(const char *service, enum vc_scope scope,
 /* vc_op_name - "read", "write", ... for audit records. */
 const char *vc_op_name(unsigned op);
 
+/*
+ * Tenant users (/api/secrets/..., reached only through brain's gateway).
+ * The service table above governs services; these rules govern users,
+ * decided from the verified principal alone:
+ *   - it must be a user forwarded by brain (via "brain", not a service
+ *     token, not a user token presented directly): else "not_via_gateway";
+ *   - an API key needs "secrets:read" (list, metadata) or "secrets:write"
+ *     (those and write, delete); reveal and the audit read are never for
+ *     API keys: else "insufficient_scope";
+ *   - a user: owner and admin may do everything; manager may list and
+ *     read metadata; any other role nothing: else "forbidden".
+ */
+struct cm_principal;
+
+enum vc_user_op {
+	VC_USER_LIST = 0,
+	VC_USER_META,
+	VC_USER_WRITE,
+	VC_USER_DELETE,
+	VC_USER_REVEAL,
+	VC_USER_AUDIT,
+};
+
+/* vc_user_refusal - NULL when p may perform op, else the refusal's error
+   code (above). */
+const char *vc_user_refusal(const struct cm_principal *p, enum vc_user_op op);
+/* vc_user_op_name - "list", "metadata", "write", "delete", "reveal",
+   "audit" for audit records. */
+const char *vc_user_op_name(enum vc_user_op op);
+
+/*
+ * Transit keys: names of 1..64 bytes of [a-z0-9_-]. A service may use the
+ * key named after itself and keys "<service>-<anything>" (crm, crm-notes);
+ * nothing else, brain included.
+ */
+#define VC_TRANSIT_KEY_MAX 64
+
+/* vc_transit_key_valid - whether key is a well-formed key name. */
+bool vc_transit_key_valid(const char *key);
+/* vc_transit_allows - whether service may encrypt and decrypt with key. */
+bool vc_transit_allows(const char *service, const char *key);
+
 #endif

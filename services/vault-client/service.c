@@ -2,9 +2,11 @@
  * service.c - vault-client: the secrets sidecar.
  *
  * This file is the service's whole surface: its settings and its routes
- * (docs/vault-client.md, proto/openapi/vault-client.yaml). Every route is
- * for platform services only (a service token); tenant routes take the
- * tenant from X-Tenant-ID, which libcommon accepts only with that token.
+ * (docs/vault-client.md, proto/openapi/vault-client.yaml). The /v1 routes
+ * are for platform services only (a service token); their tenant routes
+ * take the tenant from X-Tenant-ID, which libcommon accepts only with that
+ * token. The /api/secrets routes are for tenant users forwarded by brain's
+ * gateway (policy.c's user rules refuse anything else).
  * The start hook either loads the master key and opens (or creates, or
  * re-wraps) the keyring, keeping only the data key (local backend), or,
  * with VAULT_ADDR, logs in to Vault with AppRole, starts the thread that
@@ -24,6 +26,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 
+#include "auditq.h"
 #include "render.h"
 #include "store.h"
 #include "vault.h"
@@ -50,6 +53,15 @@ static const struct cm_route vc_routes[] = {
 	{ "GET", "/v1/platform/metadata/*", vc_handle_platform_metadata, PSO },
 	{ "GET", "/v1/platform/list/:service", vc_handle_platform_list, PSO },
 	{ "GET", "/v1/backend", vc_handle_backend, PSO },
+	{ "POST", "/v1/transit/encrypt/:key", vc_handle_transit_encrypt, PSO },
+	{ "POST", "/v1/transit/decrypt/:key", vc_handle_transit_decrypt, PSO },
+	/* tenant users, through brain's gateway only (handlers_user.c) */
+	{ "GET", "/api/secrets/list", vc_handle_user_list, 0 },
+	{ "GET", "/api/secrets/audit", vc_handle_user_audit, 0 },
+	{ "GET", "/api/secrets/metadata/*", vc_handle_user_metadata, 0 },
+	{ "PUT", "/api/secrets/data/*", vc_handle_user_write, 0 },
+	{ "DELETE", "/api/secrets/data/*", vc_handle_user_delete, 0 },
+	{ "POST", "/api/secrets/reveal/*", vc_handle_user_reveal, 0 },
 	CM_ROUTE_END,
 };
 
@@ -67,6 +79,11 @@ const struct cm_config_item vc_config[] = {
 	  "how long reads are cached in memory (0: no cache)" },
 	{ "VAULT_CACHE_MAX", CM_CFG_INT, "10000", 1, 1000000, 0,
 	  "most cached reads held" },
+	{ "VAULT_AUDIT_FLUSH_MS", CM_CFG_INT, "2", 0, 100, 0,
+	  "reads' audit rows are committed in batches every this many ms, "
+	  "each read answered once its row is (0: one transaction per read)" },
+	{ "VAULT_AUDIT_QUEUE_MAX", CM_CFG_INT, "4096", 1, 100000, 0,
+	  "audit rows waiting for a batch; a read beyond answers 503" },
 	{ "VAULT_TEMPLATE_SERVICE", CM_CFG_STRING, NULL, 0, 31, 0,
 	  "render this service's platform secrets into VAULT_TEMPLATE_FILE" },
 	{ "VAULT_TEMPLATE_FILE", CM_CFG_STRING, NULL, 0, 4000, 0,
@@ -304,6 +321,18 @@ start_template(const struct cm_config *cfg, struct vc *vc,
 	return vc_render_env(vc, svc, file, errbuf);
 }
 
+/* The key of Idempotency-Key request hashes: derived from the service
+   secret, so replicas agree and a stored hash says nothing of a value. */
+static void
+idem_key(const struct cm_config *cfg, unsigned char out[32])
+{
+	static const char label[] = "bz-vault-client:idempotency:v1";
+	const char *secret = cm_config_str(cfg, "SERVICE_SECRET");
+
+	vc_hmac(secret ? secret : "", secret ? strlen(secret) : 0, label,
+		sizeof(label) - 1, out);
+}
+
 static void
 vc_free(struct vc *vc)
 {
@@ -317,6 +346,8 @@ vc_free(struct vc *vc)
 		pthread_join(vc->keeper, NULL);
 	}
 	cm_memzero(vc->dek, sizeof(vc->dek));
+	cm_memzero(vc->idem_key, sizeof(vc->idem_key));
+	vc_auditq_free(vc->auditq);
 	vc_cache_free(vc->cache);
 	vc_vault_free(vc->vault);
 	free(vc->template_path);
@@ -341,10 +372,20 @@ vc_start(struct cm_service *svc, void **arg)
 	pthread_mutex_init(&vc->render_mu, NULL);
 	vc->cache = vc_cache_new((int)cm_config_int(cfg, "VAULT_CACHE_TTL_MS"),
 				 (size_t)cm_config_int(cfg, "VAULT_CACHE_MAX"));
+	idem_key(cfg, vc->idem_key);
 	rc = vault ? start_vault(svc, cfg, vc, errbuf)
 		   : start_local(cfg, vc, errbuf);
 	if (rc == 0)
 		rc = start_template(cfg, vc, errbuf);
+	if (rc == 0 && cm_config_int(cfg, "VAULT_AUDIT_FLUSH_MS") > 0 &&
+	    !(vc->auditq = vc_auditq_new(
+		      (size_t)cm_config_int(cfg, "VAULT_AUDIT_QUEUE_MAX"),
+		      (int)cm_config_int(cfg, "VAULT_AUDIT_FLUSH_MS"),
+		      vc_store_audit_batch, NULL))) {
+		snprintf(errbuf, CM_ERRBUF_LEN,
+			 "cannot start the audit writer");
+		rc = CM_EIO;
+	}
 	if (rc < 0) {
 		cm_log_err("%s: %s", vault ? "vault backend" : "keyring",
 			   errbuf);

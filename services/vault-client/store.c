@@ -809,3 +809,432 @@ vc_store_audit(const struct vc_audit *a, char errbuf[CM_ERRBUF_LEN])
 				       errbuf);
 	return cm_db_tx(audit_work, (void *)a, errbuf);
 }
+
+/* ---- audit in batches (auditq.h) ---- */
+
+struct batch_work {
+	const struct vc_audit *rows;
+	size_t n;
+};
+
+#define BATCH_STMT_ROWS 200
+
+/* One INSERT of rows[0..n) (same scope, same tenant). */
+static int
+insert_run(PGconn *conn, const struct vc_audit *rows, size_t n,
+	   char errbuf[CM_ERRBUF_LEN])
+{
+	const bool tenant = rows[0].scope == VC_SCOPE_TENANT;
+	const int cols = tenant ? 7 : 6;
+	const char **params = cm_xcalloc(n * (size_t)cols, sizeof(*params));
+	struct cm_buf q = CM_BUF_INIT(0);
+	size_t i;
+	int c, k = 0, rc;
+
+	cm_buf_printf(&q,
+		      "INSERT INTO vault_client.%saudit (caller, op, path, "
+		      "allowed, reason, request_id%s) VALUES ",
+		      tenant ? "" : "platform_", tenant ? ", tenant_id" : "");
+	for (i = 0; i < n; i++) {
+		params[k++] = rows[i].caller;
+		params[k++] = rows[i].op;
+		params[k++] = rows[i].path;
+		params[k++] = rows[i].allowed ? "true" : "false";
+		params[k++] = rows[i].reason;
+		params[k++] = rows[i].request_id;
+		if (tenant)
+			params[k++] = rows[i].tenant_id;
+		cm_buf_puts(&q, i ? ", (" : "(");
+		for (c = 1; c <= cols; c++)
+			cm_buf_printf(&q, "%s$%d%s", c > 1 ? ", " : "",
+				      (int)i * cols + c,
+				      tenant && c == 7 ? "::uuid" : "");
+		cm_buf_putc(&q, ')');
+	}
+	rc = cm_db_query(conn, cm_buf_str(&q), k, params, NULL, errbuf);
+	cm_buf_release(&q);
+	free(params);
+	return rc;
+}
+
+static bool
+same_owner(const struct vc_audit *a, const struct vc_audit *b)
+{
+	return a->scope == b->scope && (a->scope != VC_SCOPE_TENANT ||
+					!strcmp(a->tenant_id, b->tenant_id));
+}
+
+static int
+batch_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct batch_work *w = arg;
+	const char *params[1];
+	size_t i = 0, j;
+	int rc = 0;
+
+	while (rc == 0 && i < w->n) {
+		for (j = i + 1; j < w->n && j - i < BATCH_STMT_ROWS &&
+				same_owner(&w->rows[i], &w->rows[j]);
+		     j++)
+			;
+		params[0] = w->rows[i].scope == VC_SCOPE_TENANT
+				    ? w->rows[i].tenant_id
+				    : "";
+		rc = cm_db_query(conn,
+				 "SELECT set_config('app.tenant_id', $1, true)",
+				 1, params, NULL, errbuf);
+		if (rc == 0)
+			rc = insert_run(conn, w->rows + i, j - i, errbuf);
+		i = j;
+	}
+	return rc;
+}
+
+int
+vc_store_audit_batch(const struct vc_audit *rows, size_t n, void *ctx,
+		     char errbuf[CM_ERRBUF_LEN])
+{
+	struct batch_work w = { rows, n };
+
+	(void)ctx;
+	if (!n)
+		return 0;
+	return cm_db_tx(batch_work, &w, errbuf);
+}
+
+/* ---- the tenant audit read ---- */
+
+struct audit_list_work {
+	const char *tenant_id;
+	int64_t before;
+	int limit;
+	cJSON *items;
+	char *next;
+};
+
+static cJSON *
+audit_row_json(PGresult *res, int i)
+{
+	cJSON *item = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(
+		item, "id", (double)strtoll(PQgetvalue(res, i, 0), NULL, 10));
+	cJSON_AddStringToObject(item, "at", PQgetvalue(res, i, 1));
+	cJSON_AddStringToObject(item, "caller", PQgetvalue(res, i, 2));
+	cJSON_AddStringToObject(item, "op", PQgetvalue(res, i, 3));
+	cJSON_AddStringToObject(item, "path", PQgetvalue(res, i, 4));
+	cJSON_AddBoolToObject(item, "allowed",
+			      !strcmp(PQgetvalue(res, i, 5), "t"));
+	cJSON_AddStringToObject(item, "reason", PQgetvalue(res, i, 6));
+	cJSON_AddStringToObject(item, "request_id", PQgetvalue(res, i, 7));
+	return item;
+}
+
+static int
+audit_list_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct audit_list_work *w = arg;
+	char before[24], lim[16];
+	const char *params[3] = { w->tenant_id, before, lim };
+	PGresult *res = NULL;
+	int i, n, rc;
+
+	snprintf(before, sizeof(before), "%lld",
+		 (long long)(w->before > 0 ? w->before : INT64_MAX));
+	snprintf(lim, sizeof(lim), "%d", w->limit + 1);
+	rc = cm_db_query(conn,
+			 "SELECT id, " TS("at") ", caller, op, path, allowed, "
+						"reason, request_id FROM "
+						"vault_client.audit WHERE "
+						"tenant_id = $1 AND id < "
+						"$2::bigint ORDER BY id DESC "
+						"LIMIT $3::int",
+			 3, params, &res, errbuf);
+	if (rc < 0)
+		return rc;
+	n = PQntuples(res);
+	w->items = cJSON_CreateArray();
+	for (i = 0; i < n && i < w->limit; i++)
+		cJSON_AddItemToArray(w->items, audit_row_json(res, i));
+	if (n > w->limit)
+		cm_strlcpy(w->next, PQgetvalue(res, w->limit - 1, 0), 24);
+	PQclear(res);
+	return 0;
+}
+
+int
+vc_store_audit_list(const char *tenant_id, int64_t before_id, int limit,
+		    cJSON **items, char next_cursor[24],
+		    char errbuf[CM_ERRBUF_LEN])
+{
+	struct audit_list_work w = { tenant_id, before_id, limit, NULL,
+				     next_cursor };
+	int rc;
+
+	next_cursor[0] = '\0';
+	*items = NULL;
+	if (limit < 1)
+		return CM_EINVAL;
+	rc = cm_db_tx_tenant(tenant_id, audit_list_work, &w, errbuf);
+	if (rc < 0) {
+		cJSON_Delete(w.items);
+		w.items = NULL;
+	}
+	*items = w.items;
+	return rc;
+}
+
+/* ---- idempotency ---- */
+
+struct idem_work {
+	const char *tenant_id, *key;
+	const unsigned char *hash;
+	enum vc_idem_state state;
+	int status;
+	char *response;
+};
+
+/* The key exists: the same request (replay or still running) or not. */
+static int
+idem_existing(PGconn *conn, struct idem_work *w, const char *hash_hex,
+	      char errbuf[CM_ERRBUF_LEN])
+{
+	const char *params[2] = { w->tenant_id, w->key };
+	PGresult *res = NULL;
+	int rc;
+
+	rc = cm_db_query(conn,
+			 "SELECT encode(request_hash, 'hex'), status, "
+			 "coalesce(response, '') FROM vault_client.idempotency "
+			 "WHERE tenant_id = $1 AND key = $2",
+			 2, params, &res, errbuf);
+	if (rc == 0 && PQntuples(res) != 1)
+		rc = CM_EAGAIN; /* expired in between: try the claim again */
+	if (rc < 0)
+		goto out;
+	w->status = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	if (!cm_consttime_eq(PQgetvalue(res, 0, 0),
+			     (size_t)PQgetlength(res, 0, 0), hash_hex,
+			     strlen(hash_hex)))
+		w->state = VC_IDEM_MISMATCH;
+	else if (w->status == 0)
+		w->state = VC_IDEM_IN_PROGRESS;
+	else {
+		w->state = VC_IDEM_REPLAY;
+		w->response = cm_xstrdup(PQgetvalue(res, 0, 2));
+	}
+out:
+	PQclear(res);
+	return rc;
+}
+
+static int
+idem_begin_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct idem_work *w = arg;
+	char *hex = vc_hex_encode(w->hash, 32);
+	const char *params[3] = { w->tenant_id, w->key, hex };
+	PGresult *res = NULL;
+	int rc;
+
+	rc = cm_db_query(conn,
+			 "DELETE FROM vault_client.idempotency WHERE "
+			 "created_at < now() - interval '1 day'",
+			 0, NULL, NULL, errbuf);
+	if (rc == 0)
+		rc = cm_db_query(conn,
+				 "INSERT INTO vault_client.idempotency "
+				 "(tenant_id, key, request_hash) VALUES ($1, "
+				 "$2, decode($3, 'hex')) ON CONFLICT DO "
+				 "NOTHING RETURNING 1",
+				 3, params, &res, errbuf);
+	if (rc == 0 && PQntuples(res) == 1)
+		w->state = VC_IDEM_NEW;
+	else if (rc == 0)
+		rc = idem_existing(conn, w, hex, errbuf);
+	PQclear(res);
+	free(hex);
+	return rc;
+}
+
+int
+vc_store_idem_begin(const char *tenant_id, const char *key,
+		    const unsigned char hash[32], enum vc_idem_state *state,
+		    int *status, char **response, char errbuf[CM_ERRBUF_LEN])
+{
+	struct idem_work w = { tenant_id, key, hash, VC_IDEM_NEW, 0, NULL };
+	int rc;
+
+	rc = cm_db_tx_tenant(tenant_id, idem_begin_work, &w, errbuf);
+	if (rc == CM_EAGAIN)
+		rc = cm_db_tx_tenant(tenant_id, idem_begin_work, &w, errbuf);
+	*state = w.state;
+	*status = w.status;
+	*response = w.response;
+	return rc;
+}
+
+struct idem_end_work {
+	const char *params[4];
+	bool finish;
+};
+
+static int
+idem_end_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct idem_end_work *w = arg;
+
+	if (!w->finish)
+		return cm_db_query(conn,
+				   "DELETE FROM vault_client.idempotency "
+				   "WHERE tenant_id = $1 AND key = $2 AND "
+				   "status = 0",
+				   2, w->params, NULL, errbuf);
+	return cm_db_query(conn,
+			   "UPDATE vault_client.idempotency SET status = "
+			   "$3::int, response = $4 WHERE tenant_id = $1 AND "
+			   "key = $2",
+			   4, w->params, NULL, errbuf);
+}
+
+int
+vc_store_idem_finish(const char *tenant_id, const char *key, int status,
+		     const char *response, char errbuf[CM_ERRBUF_LEN])
+{
+	char st[16];
+	struct idem_end_work w = { { tenant_id, key, st, response }, true };
+
+	snprintf(st, sizeof(st), "%d", status);
+	return cm_db_tx_tenant(tenant_id, idem_end_work, &w, errbuf);
+}
+
+int
+vc_store_idem_abort(const char *tenant_id, const char *key,
+		    char errbuf[CM_ERRBUF_LEN])
+{
+	struct idem_end_work w = { { tenant_id, key, NULL, NULL }, false };
+
+	return cm_db_tx_tenant(tenant_id, idem_end_work, &w, errbuf);
+}
+
+/* ---- local Transit keys ---- */
+
+#define TRANSIT_KEY_AAD "bz-vault-client:transit-key:v1"
+
+struct transit_key_work {
+	const unsigned char *dek;
+	const char *name;
+	bool create;
+	unsigned char *key;
+	int version;
+};
+
+/* A new random key, wrapped under the data key, unless one exists. */
+static int
+transit_key_create(PGconn *conn, struct transit_key_work *w,
+		   char errbuf[CM_ERRBUF_LEN])
+{
+	struct cm_buf aad = CM_BUF_INIT(0);
+	unsigned char raw[VC_KEY_LEN], *wrapped = NULL;
+	char *hex = NULL;
+	const char *params[2] = { w->name, NULL };
+	size_t len = 0;
+	int rc;
+
+	cm_buf_puts(&aad, TRANSIT_KEY_AAD);
+	cm_buf_putc(&aad, '\0');
+	cm_buf_puts(&aad, w->name);
+	rc = vc_random(raw, sizeof(raw));
+	if (rc == 0)
+		rc = vc_seal(w->dek, aad.data, aad.len, raw, sizeof(raw),
+			     &wrapped, &len);
+	cm_memzero(raw, sizeof(raw));
+	if (rc < 0) {
+		snprintf(errbuf, CM_ERRBUF_LEN, "cannot create a transit key");
+		goto out;
+	}
+	params[1] = hex = vc_hex_encode(wrapped, len);
+	rc = cm_db_query(conn,
+			 "INSERT INTO vault_client.transit_keys (name, "
+			 "wrapped_key) VALUES ($1, decode($2, 'hex')) ON "
+			 "CONFLICT DO NOTHING",
+			 2, params, NULL, errbuf);
+out:
+	free(hex);
+	free(wrapped);
+	cm_buf_release(&aad);
+	return rc;
+}
+
+static int
+transit_key_load(PGconn *conn, struct transit_key_work *w,
+		 char errbuf[CM_ERRBUF_LEN])
+{
+	struct cm_buf aad = CM_BUF_INIT(0);
+	const char *params[1] = { w->name };
+	unsigned char *wrapped = NULL, *pt = NULL;
+	size_t wlen = 0, len = 0;
+	PGresult *res = NULL;
+	int rc;
+
+	rc = cm_db_query(conn,
+			 "SELECT encode(wrapped_key, 'hex'), version FROM "
+			 "vault_client.transit_keys WHERE name = $1",
+			 1, params, &res, errbuf);
+	if (rc == 0 && PQntuples(res) != 1)
+		rc = CM_ENOENT;
+	if (rc == 0)
+		rc = vc_hex_decode(PQgetvalue(res, 0, 0), &wrapped, &wlen) < 0
+			     ? CM_EIO
+			     : 0;
+	if (rc < 0)
+		goto out;
+	cm_buf_puts(&aad, TRANSIT_KEY_AAD);
+	cm_buf_putc(&aad, '\0');
+	cm_buf_puts(&aad, w->name);
+	rc = vc_open(w->dek, aad.data, aad.len, wrapped, wlen, &pt, &len);
+	if (rc == 0 && len != VC_KEY_LEN)
+		rc = CM_EACCES;
+	if (rc == 0) {
+		memcpy(w->key, pt, VC_KEY_LEN);
+		w->version = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	} else {
+		snprintf(errbuf, CM_ERRBUF_LEN, "transit key does not unwrap");
+	}
+out:
+	if (pt) {
+		cm_memzero(pt, len);
+		free(pt);
+	}
+	free(wrapped);
+	cm_buf_release(&aad);
+	PQclear(res);
+	return rc;
+}
+
+static int
+transit_key_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct transit_key_work *w = arg;
+	int rc = transit_key_load(conn, w, errbuf);
+
+	if (rc != CM_ENOENT || !w->create)
+		return rc;
+	rc = transit_key_create(conn, w, errbuf);
+	return rc < 0 ? rc : transit_key_load(conn, w, errbuf);
+}
+
+int
+vc_store_transit_key(const unsigned char dek[VC_KEY_LEN], const char *name,
+		     bool create, unsigned char key[VC_KEY_LEN], int *version,
+		     char errbuf[CM_ERRBUF_LEN])
+{
+	struct transit_key_work w = { dek, name, create, key, 0 };
+	int rc;
+
+	rc = cm_db_tx(transit_key_work, &w, errbuf);
+	*version = w.version;
+	if (rc < 0)
+		cm_memzero(key, VC_KEY_LEN);
+	return rc;
+}

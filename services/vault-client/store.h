@@ -109,5 +109,46 @@ struct vc_audit {
 
 /* vc_store_audit - append one audit record. */
 int vc_store_audit(const struct vc_audit *a, char errbuf[CM_ERRBUF_LEN]);
+/* vc_store_audit_batch - append n records in one transaction (each
+   tenant's rows under its own app.tenant_id); the auditq.h writer (ctx
+   unused). */
+int vc_store_audit_batch(const struct vc_audit *rows, size_t n, void *ctx,
+			 char errbuf[CM_ERRBUF_LEN]);
+/* vc_store_audit_list - tenant's audit records, newest first, with an id
+   below before_id (0: from the newest), at most limit: *items is a JSON
+   array of {"id","at","caller","op","path","allowed","reason",
+   "request_id"}; next_cursor is "" at the end, else the id to continue
+   below. */
+int vc_store_audit_list(const char *tenant_id, int64_t before_id, int limit,
+			cJSON **items, char next_cursor[24],
+			char errbuf[CM_ERRBUF_LEN]);
+
+/* Idempotency of tenant writes (per tenant, one day). */
+enum vc_idem_state {
+	VC_IDEM_NEW = 0,     /* claimed: run the write, then finish/abort */
+	VC_IDEM_REPLAY,	     /* done before with this request: *status and
+			      *response are its answer (response malloc'd) */
+	VC_IDEM_MISMATCH,    /* the key was used for another request */
+	VC_IDEM_IN_PROGRESS, /* the first request has not finished */
+};
+
+/* vc_store_idem_begin - claim key for a request whose hash is given. */
+int vc_store_idem_begin(const char *tenant_id, const char *key,
+			const unsigned char hash[32], enum vc_idem_state *state,
+			int *status, char **response,
+			char errbuf[CM_ERRBUF_LEN]);
+/* vc_store_idem_finish - remember the answer of a claimed key. */
+int vc_store_idem_finish(const char *tenant_id, const char *key, int status,
+			 const char *response, char errbuf[CM_ERRBUF_LEN]);
+/* vc_store_idem_abort - release a claimed key (the write failed). */
+int vc_store_idem_abort(const char *tenant_id, const char *key,
+			char errbuf[CM_ERRBUF_LEN]);
+
+/* vc_store_transit_key - the local Transit key name (unwrapped with dek)
+   and its version; created (random) when absent and create is set, else
+   CM_ENOENT. CM_EACCES when the stored key does not unwrap. */
+int vc_store_transit_key(const unsigned char dek[VC_KEY_LEN], const char *name,
+			 bool create, unsigned char key[VC_KEY_LEN],
+			 int *version, char errbuf[CM_ERRBUF_LEN]);
 
 #endif

@@ -8,11 +8,12 @@
  * activecode), POST /v1/auth/approle/login, GET auth/token/lookup-self,
  * POST auth/token/renew-self, KV v2 under the mount FAKE_VAULT_KV_MOUNT
  * (default "secret": data read/write with cas/delete, delete, undelete,
- * destroy, metadata read/list/delete), transit encrypt/decrypt (AES-256-GCM,
- * "vault:v1:<base64>"). Error bodies {"errors":[...]} and status codes as
- * Vault sends them. Settings: FAKE_VAULT_ROLE_ID, FAKE_VAULT_SECRET_ID,
- * FAKE_VAULT_TOKEN_TTL (s, default 3600), FAKE_VAULT_MAX_TTL (default
- * 86400), FAKE_VAULT_BATCH (tokens not renewable).
+ * destroy, metadata read/list/delete), transit encrypt/decrypt (AES-256-GCM
+ * under a key of its own per key name, "vault:v1:<base64>"). Error bodies
+ * {"errors":[...]} and status codes as Vault sends them. Settings:
+ * FAKE_VAULT_ROLE_ID, FAKE_VAULT_SECRET_ID, FAKE_VAULT_TOKEN_TTL (s, default
+ * 3600), FAKE_VAULT_MAX_TTL (default 86400), FAKE_VAULT_BATCH (tokens not
+ * renewable).
  *
  * Test controls (not Vault's): POST /_fake/state with any of
  * {"sealed","standby","initialized": bool, "fail_next": N, "fail_status":
@@ -27,6 +28,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <stdbool.h>
@@ -618,21 +620,28 @@ b64_encode(const unsigned char *p, size_t n)
 	return s;
 }
 
-/* AES-256-GCM with the transit key: nonce || ct || tag. */
+/* AES-256-GCM with the named key (HMAC of the fake's transit key and
+   the name: like Vault, each key name is its own key, so a ciphertext of
+   one never decrypts under another): nonce || ct || tag. */
 static int
-gcm(bool enc, const unsigned char *in, size_t n, unsigned char *out,
-    size_t *outlen)
+gcm(const char *name, bool enc, const unsigned char *in, size_t n,
+    unsigned char *out, size_t *outlen)
 {
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
 	const unsigned char *nonce = enc ? out : in;
+	unsigned char key[32];
+	unsigned int klen = sizeof(key);
 	int l = 0, f = 0, ok;
+
+	HMAC(EVP_sha256(), fv.transit_key, sizeof(fv.transit_key),
+	     (const unsigned char *)name, strlen(name), key, &klen);
 
 	if (enc)
 		RAND_bytes(out, 12);
 	else if (n < 28)
 		return -1;
-	ok = EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, fv.transit_key,
-			       nonce, enc) == 1;
+	ok = EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce, enc) ==
+	     1;
 	if (enc) {
 		ok = ok && EVP_EncryptUpdate(c, out + 12, &l, in, (int)n) &&
 		     EVP_EncryptFinal_ex(c, out + 12 + l, &f) &&
@@ -652,7 +661,7 @@ gcm(bool enc, const unsigned char *in, size_t n, unsigned char *out,
 }
 
 static void
-handle_transit(struct evhttp_request *req, bool enc)
+handle_transit(struct evhttp_request *req, const char *name, bool enc)
 {
 	cJSON *body = body_json(req), *d = NULL;
 	const cJSON *in = cJSON_GetObjectItemCaseSensitive(
@@ -671,7 +680,7 @@ handle_transit(struct evhttp_request *req, bool enc)
 		goto out;
 	}
 	out = cm_xmalloc(len + 29);
-	if (gcm(enc, raw, len, out, &olen) < 0) {
+	if (gcm(name, enc, raw, len, out, &olen) < 0) {
 		send_error(req, 400, "cipher: message authentication failed");
 		goto out;
 	}
@@ -750,9 +759,9 @@ handle_authed(struct evhttp_request *req, const char *p,
 	else if (!strcmp(p, "auth/token/renew-self") && m == EVHTTP_REQ_POST)
 		handle_renew(req, t);
 	else if (!strncmp(p, "transit/encrypt/", 16) && m == EVHTTP_REQ_POST)
-		handle_transit(req, true);
+		handle_transit(req, p + 16, true);
 	else if (!strncmp(p, "transit/decrypt/", 16) && m == EVHTTP_REQ_POST)
-		handle_transit(req, false);
+		handle_transit(req, p + 16, false);
 	else if (!strncmp(p, fv.mount, ml) && p[ml] == '/')
 		handle_kv(req, p + ml + 1, q);
 	else

@@ -154,6 +154,32 @@ START_TEST(test_hex_round_trips_and_refuses_odd_or_bad_input)
 }
 END_TEST
 
+START_TEST(test_base64_round_trips_and_refuses_anything_loose)
+{
+	static const char *const bad[] = { "a",	    "abc",  "ab=c",
+					   "a===",  "ab c", "ab-_",
+					   "YQ=\n", "====", NULL };
+	unsigned char *out = NULL;
+	size_t len = 0;
+	char *s;
+	int i;
+
+	s = vc_b64_encode((const unsigned char *)"hello", 5);
+	ck_assert_str_eq(s, "aGVsbG8=");
+	ck_assert_int_eq(vc_b64_decode(s, &out, &len), 0);
+	ck_assert_uint_eq(len, 5);
+	ck_assert_mem_eq(out, "hello", 5);
+	free(out);
+	free(s);
+	ck_assert_int_eq(vc_b64_decode("", &out, &len), 0);
+	ck_assert_uint_eq(len, 0);
+	free(out);
+	for (i = 0; bad[i]; i++)
+		ck_assert_msg(vc_b64_decode(bad[i], &out, &len) == CM_EINVAL,
+			      "accepted #%d", i);
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -168,6 +194,7 @@ make_suite(void)
 	tcase_add_test(tc, test_a_changed_byte_aad_or_key_fails_authentication);
 	tcase_add_test(tc, test_key_check_values_tell_keys_apart);
 	tcase_add_test(tc, test_hex_round_trips_and_refuses_odd_or_bad_input);
+	tcase_add_test(tc, test_base64_round_trips_and_refuses_anything_loose);
 	suite_add_tcase(s, tc);
 	return s;
 }

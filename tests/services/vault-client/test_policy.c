@@ -1,6 +1,9 @@
 /* test_policy.c - canonical paths and the service policy table. */
 #include "testutil.h"
 
+#include "common/auth.h"
+#include "common/mem.h"
+
 #include "../../../services/vault-client/policy.h"
 
 #include <stdio.h>
@@ -148,6 +151,118 @@ START_TEST(test_listing_needs_the_list_right_and_a_valid_prefix)
 }
 END_TEST
 
+/* A principal as libcommon makes it from a gateway token. */
+static struct cm_principal
+gateway_user(const char *r1, const char *r2, bool api_key)
+{
+	struct cm_principal p;
+
+	memset(&p, 0, sizeof(p));
+	cm_strlcpy(p.sub, "u-1", sizeof(p.sub));
+	cm_strlcpy(p.tenant_id, TA, sizeof(p.tenant_id));
+	cm_strlcpy(p.via, "brain", sizeof(p.via));
+	if (r1)
+		cm_strlcpy(p.roles[p.nroles++], r1, CM_ROLE_LEN);
+	if (r2)
+		cm_strlcpy(p.roles[p.nroles++], r2, CM_ROLE_LEN);
+	p.is_api_key = api_key;
+	return p;
+}
+
+static bool
+may(const struct cm_principal *p, enum vc_user_op op)
+{
+	return vc_user_refusal(p, op) == NULL;
+}
+
+START_TEST(test_owners_and_admins_do_everything_managers_only_look)
+{
+	struct cm_principal owner = gateway_user("owner", NULL, false);
+	struct cm_principal admin = gateway_user("user", "admin", false);
+	struct cm_principal mgr = gateway_user("manager", NULL, false);
+	struct cm_principal user = gateway_user("user", "readonly", false);
+	int op;
+
+	for (op = VC_USER_LIST; op <= VC_USER_AUDIT; op++) {
+		ck_assert(may(&owner, op));
+		ck_assert(may(&admin, op));
+		ck_assert_str_eq(vc_user_refusal(&user, op), "forbidden");
+	}
+	ck_assert(may(&mgr, VC_USER_LIST));
+	ck_assert(may(&mgr, VC_USER_META));
+	ck_assert_str_eq(vc_user_refusal(&mgr, VC_USER_WRITE), "forbidden");
+	ck_assert_str_eq(vc_user_refusal(&mgr, VC_USER_DELETE), "forbidden");
+	ck_assert_str_eq(vc_user_refusal(&mgr, VC_USER_REVEAL), "forbidden");
+	ck_assert_str_eq(vc_user_refusal(&mgr, VC_USER_AUDIT), "forbidden");
+	ck_assert_str_eq(vc_user_op_name(VC_USER_REVEAL), "reveal");
+}
+END_TEST
+
+START_TEST(test_api_keys_get_their_scopes_and_never_a_value)
+{
+	struct cm_principal r = gateway_user("secrets:read", NULL, true);
+	struct cm_principal w = gateway_user("secrets:write", NULL, true);
+	struct cm_principal o = gateway_user("owner", "crm:write", true);
+
+	ck_assert(may(&r, VC_USER_LIST) && may(&r, VC_USER_META));
+	ck_assert_str_eq(vc_user_refusal(&r, VC_USER_WRITE),
+			 "insufficient_scope");
+	ck_assert(may(&w, VC_USER_LIST) && may(&w, VC_USER_WRITE) &&
+		  may(&w, VC_USER_DELETE));
+	ck_assert_str_eq(vc_user_refusal(&w, VC_USER_REVEAL),
+			 "insufficient_scope");
+	ck_assert_str_eq(vc_user_refusal(&w, VC_USER_AUDIT),
+			 "insufficient_scope");
+	/* a key never counts as its creator's role */
+	ck_assert_str_eq(vc_user_refusal(&o, VC_USER_LIST),
+			 "insufficient_scope");
+}
+END_TEST
+
+START_TEST(test_only_users_forwarded_by_brain_are_served)
+{
+	struct cm_principal direct = gateway_user("owner", NULL, false);
+	struct cm_principal svc = gateway_user("owner", NULL, false);
+	struct cm_principal other = gateway_user("owner", NULL, false);
+	struct cm_principal none = gateway_user("owner", NULL, false);
+
+	direct.via[0] = '\0';
+	svc.is_service = true;
+	cm_strlcpy(other.via, "crm", sizeof(other.via));
+	none.tenant_id[0] = '\0';
+	ck_assert_str_eq(vc_user_refusal(&direct, VC_USER_LIST),
+			 "not_via_gateway");
+	ck_assert_str_eq(vc_user_refusal(&svc, VC_USER_LIST),
+			 "not_via_gateway");
+	ck_assert_str_eq(vc_user_refusal(&other, VC_USER_LIST),
+			 "not_via_gateway");
+	ck_assert_str_eq(vc_user_refusal(&none, VC_USER_LIST),
+			 "not_via_gateway");
+	ck_assert_str_eq(vc_user_refusal(NULL, VC_USER_LIST),
+			 "not_via_gateway");
+}
+END_TEST
+
+START_TEST(test_transit_keys_belong_to_the_service_they_are_named_after)
+{
+	ck_assert(vc_transit_allows("crm", "crm"));
+	ck_assert(vc_transit_allows("crm", "crm-notes"));
+	ck_assert(vc_transit_allows("agents", "agents-llm_1"));
+	ck_assert(!vc_transit_allows("crm", "crm-"));
+	ck_assert(!vc_transit_allows("crm", "crmx"));
+	ck_assert(!vc_transit_allows("crm", "agents"));
+	ck_assert(!vc_transit_allows("brain", "crm"));
+	ck_assert(!vc_transit_allows("crm", "crm/x"));
+	ck_assert(!vc_transit_allows("crm", "crm-a.b"));
+	ck_assert(!vc_transit_allows("", "crm"));
+	ck_assert(!vc_transit_key_valid(""));
+	ck_assert(!vc_transit_key_valid("CRM"));
+	ck_assert(!vc_transit_key_valid("a b"));
+	ck_assert(!vc_transit_key_valid(NULL));
+	ck_assert(vc_transit_key_valid("a_b-c9"));
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -164,6 +279,13 @@ make_suite(void)
 		tc, test_a_pattern_covers_names_under_it_not_the_folder_itself);
 	tcase_add_test(tc,
 		       test_listing_needs_the_list_right_and_a_valid_prefix);
+	tcase_add_test(tc,
+		       test_owners_and_admins_do_everything_managers_only_look);
+	tcase_add_test(tc, test_api_keys_get_their_scopes_and_never_a_value);
+	tcase_add_test(tc, test_only_users_forwarded_by_brain_are_served);
+	tcase_add_test(
+		tc,
+		test_transit_keys_belong_to_the_service_they_are_named_after);
 	suite_add_tcase(s, tc);
 	return s;
 }
