@@ -1283,6 +1283,45 @@ cm_req_set_header(struct cm_req *req, const char *name, const char *value)
 			  value);
 }
 
+int
+cm_req_if_match(const struct cm_req *req, int64_t *version)
+{
+	const char *h = cm_req_header(req, "If-Match");
+	char num[24];
+	size_t n;
+
+	if (!h)
+		return CM_ENOENT;
+	*version = -1;
+	if (!strcmp(h, "*")) {
+		*version = 0;
+		return 0;
+	}
+	if (!strncmp(h, "W/", 2))
+		h += 2;
+	n = strlen(h);
+	if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
+		h++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(num))
+		return CM_EINVAL;
+	memcpy(num, h, n);
+	num[n] = '\0';
+	return cm_parse_i64(num, 1, INT64_MAX, version);
+}
+
+void
+cm_req_set_etag(struct cm_req *req, int64_t version)
+{
+	char etag[32];
+
+	if (version < 1)
+		return;
+	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
+	cm_req_set_header(req, "ETag", etag);
+}
+
 bool
 cm_req_replied(const struct cm_req *req)
 {

@@ -126,41 +126,23 @@ render_tenant(struct cm_req *req, cJSON *row)
 	const cJSON *ov =
 		cJSON_GetObjectItemCaseSensitive(row, "limit_overrides");
 	const cJSON *ver = cJSON_GetObjectItemCaseSensitive(row, "version");
-	char etag[32];
 
 	cJSON_AddItemToObject(
 		row, "limits",
 		brain_limits_effective(cJSON_GetStringValue(tier), ov));
 	if (req && cJSON_IsNumber(ver)) {
-		snprintf(etag, sizeof(etag), "\"%lld\"",
-			 (long long)ver->valuedouble);
-		cm_req_set_header(req, "ETag", etag);
+		cm_req_set_etag(req, (int64_t)ver->valuedouble);
 	}
 }
 
-/* The version an If-Match names ("7", "\"7\"" or W/"7"); CM_ENOENT when
-   the header is absent, CM_EINVAL when malformed. */
+/* The version an If-Match names; CM_ENOENT when absent, CM_EINVAL when
+   malformed or "*" (a tenant update names the version it read). */
 static int
 if_match_version(struct cm_req *req, int64_t *out)
 {
-	const char *h = cm_req_header(req, "If-Match");
-	char num[24];
-	size_t n;
+	int rc = cm_req_if_match(req, out);
 
-	if (!h)
-		return CM_ENOENT;
-	if (!strncmp(h, "W/", 2))
-		h += 2;
-	n = strlen(h);
-	if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
-		h++;
-		n -= 2;
-	}
-	if (n == 0 || n >= sizeof(num))
-		return CM_EINVAL;
-	memcpy(num, h, n);
-	num[n] = '\0';
-	return cm_parse_i64(num, 1, INT64_MAX, out);
+	return rc == 0 && *out == 0 ? CM_EINVAL : rc;
 }
 
 /* Path :id must be a uuid (platform routes act on ids). */

@@ -62,43 +62,10 @@ static void
 set_etag(struct cm_req *req, cJSON *row)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, "version");
-	char etag[32];
 
-	if (cJSON_IsNumber(v)) {
-		snprintf(etag, sizeof(etag), "\"%lld\"",
-			 (long long)v->valuedouble);
-		cm_req_set_header(req, "ETag", etag);
-	}
+	if (cJSON_IsNumber(v))
+		cm_req_set_etag(req, (int64_t)v->valuedouble);
 	cJSON_DeleteItemFromObjectCaseSensitive(row, "version");
-}
-
-/* The version an If-Match names: "7", "\"7\"", W/"7"; "*" is 0 (any).
-   CM_ENOENT when absent, CM_EINVAL when malformed. */
-static int
-if_match(struct cm_req *req, int64_t *version)
-{
-	const char *h = cm_req_header(req, "If-Match");
-	char num[24];
-	size_t n;
-
-	if (!h)
-		return CM_ENOENT;
-	if (strcmp(h, "*") == 0) {
-		*version = 0;
-		return 0;
-	}
-	if (strncmp(h, "W/", 2) == 0)
-		h += 2;
-	n = strlen(h);
-	if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
-		h++;
-		n -= 2;
-	}
-	if (n == 0 || n >= sizeof(num))
-		return CM_EINVAL;
-	memcpy(num, h, n);
-	num[n] = '\0';
-	return cm_parse_i64(num, 1, INT64_MAX, version);
 }
 
 /* The answer for a store result that is not 0. */
@@ -356,7 +323,7 @@ out:
 static int
 required_if_match(struct cm_req *req, int64_t *version)
 {
-	int rc = if_match(req, version);
+	int rc = cm_req_if_match(req, version);
 
 	if (rc == CM_ENOENT)
 		return cm_req_fail(req, 428, "precondition_required",
@@ -415,7 +382,7 @@ bus_handle_wh_delete(struct cm_req *req, void *arg)
 	(void)arg;
 	if ((status = allowed(req, true)) != 0)
 		goto out;
-	rc = if_match(req, &version);
+	rc = cm_req_if_match(req, &version);
 	if (rc == CM_EINVAL) {
 		status = cm_req_fail(req, 412, "precondition_failed",
 				     "If-Match is not a webhook ETag");

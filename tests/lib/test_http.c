@@ -330,6 +330,22 @@ h_hold(struct cm_req *req0, void *arg)
 	cm_req_on_close(req, hold_close, NULL);
 }
 
+/* GET /etag: what cm_req_if_match made of If-Match; ETag "7". */
+static void
+h_etag(struct cm_req *req, void *arg)
+{
+	cJSON *j = cJSON_CreateObject();
+	int64_t v = 42;
+	int rc = cm_req_if_match(req, &v);
+
+	(void)arg;
+	cJSON_AddNumberToObject(j, "rc", rc);
+	cJSON_AddNumberToObject(j, "version", (double)v);
+	cm_req_set_etag(req, 7);
+	cm_req_reply_json(req, 200, j);
+	cJSON_Delete(j);
+}
+
 static int
 test_auth(struct cm_req *req, void *arg)
 {
@@ -392,6 +408,7 @@ static const struct cm_route routes[] = {
 	{ "GET", "/deferred/:id", h_deferred, CM_ROUTE_PUBLIC },
 	{ "GET", "/stream", h_stream, CM_ROUTE_PUBLIC },
 	{ "GET", "/hold", h_hold, CM_ROUTE_PUBLIC },
+	{ "GET", "/etag", h_etag, CM_ROUTE_PUBLIC },
 	CM_ROUTE_END,
 };
 
@@ -1870,6 +1887,48 @@ START_TEST(test_start_errors_are_reported)
 }
 END_TEST
 
+/* ---- versions ---------------------------------------------------------- */
+
+/* If-Match value -> {rc, version} from /etag. */
+static void
+if_match_is(int port, const char *value, int rc, int64_t version)
+{
+	char hdr[128];
+	const char *hs[] = { hdr, NULL };
+	struct resp r;
+	cJSON *j;
+
+	snprintf(hdr, sizeof(hdr), "If-Match: %s", value ? value : "");
+	http_do(port, "GET", "/etag", value ? hs : NULL, NULL, &r);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(resp_header(&r, "ETag"), "\"7\"");
+	j = cJSON_Parse(cm_buf_str(&r.body));
+	ck_assert_msg(cJSON_GetObjectItem(j, "rc")->valueint == rc &&
+			      (int64_t)cJSON_GetObjectItem(j, "version")
+					      ->valuedouble == version,
+		      "If-Match %s -> %s", value ? value : "(none)",
+		      cm_buf_str(&r.body));
+	cJSON_Delete(j);
+	resp_free(&r);
+}
+
+START_TEST(test_if_match_names_a_version_or_any)
+{
+	struct server s;
+
+	server_start(&s);
+	if_match_is(s.port, NULL, CM_ENOENT, 42);
+	if_match_is(s.port, "\"7\"", 0, 7);
+	if_match_is(s.port, "W/\"12\"", 0, 12);
+	if_match_is(s.port, "3", 0, 3);
+	if_match_is(s.port, "*", 0, 0);
+	if_match_is(s.port, "\"0\"", CM_EINVAL, -1);
+	if_match_is(s.port, "\"x\"", CM_EINVAL, -1);
+	if_match_is(s.port, "\"\"", CM_EINVAL, -1);
+	server_stop(&s);
+}
+END_TEST
+
 /* ---- deferred replies and streams ------------------------------------ */
 
 START_TEST(test_a_deferred_request_keeps_its_params_and_query)
@@ -2010,6 +2069,7 @@ make_suite(void)
 	tcase_add_test(reply, test_security_headers_are_on_every_response);
 	tcase_add_test(reply, test_handler_that_forgets_to_reply_gets_500);
 	tcase_add_test(reply, test_only_the_first_reply_is_sent);
+	tcase_add_test(reply, test_if_match_names_a_version_or_any);
 	tcase_add_test(reply,
 		       test_a_deferred_request_keeps_its_params_and_query);
 	tcase_add_test(reply, test_a_stream_is_sent_in_chunks_then_ended);

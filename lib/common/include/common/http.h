@@ -223,6 +223,14 @@ void cm_req_reply(struct cm_req *req, int status, const char *content_type,
 /* cm_req_set_header - add a response header before replying (values with
    CR or LF are dropped). */
 void cm_req_set_header(struct cm_req *req, const char *name, const char *value);
+/* Versions (optimistic concurrency): a row's version n is the ETag "n";
+   an update names the version it read in If-Match. */
+/* cm_req_if_match - the version If-Match names ("7", "\"7\"" or W/"7",
+   >= 1), or 0 for "*" (any). CM_ENOENT when absent (*version left as
+   it was), CM_EINVAL when malformed (*version -1). */
+int cm_req_if_match(const struct cm_req *req, int64_t *version);
+/* cm_req_set_etag - ETag: "<version>" (nothing for version < 1). */
+void cm_req_set_etag(struct cm_req *req, int64_t version);
 /* cm_req_replied - whether a reply was sent. */
 bool cm_req_replied(const struct cm_req *req);
 /*
