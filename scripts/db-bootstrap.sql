@@ -115,3 +115,10 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- Full-text search under row-level security: `@@` (ts_match_vq) is not
+-- marked leakproof, so the planner will not push it below a policy and a
+-- GIN index is never used: every search scans all the tenant's rows. It
+-- only compares a tsvector with a tsquery (no data-dependent errors), so
+-- it is safe to mark leakproof; RLS still filters every row.
+ALTER FUNCTION pg_catalog.ts_match_vq(tsvector, tsquery) LEAKPROOF;

@@ -46,6 +46,7 @@
 
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -677,6 +678,7 @@ conn_attach(struct conn *c)
 	bufferevent_data_cb rcb, wcb;
 	bufferevent_event_cb ecb;
 	void *cbarg = NULL;
+	int one = 1;
 
 	bufferevent_getcb(c->bev, &rcb, &wcb, &ecb, &cbarg);
 	if (!cbarg) { /* evhttp failed before adopting it */
@@ -691,8 +693,13 @@ conn_attach(struct conn *c)
 	c->evcon = cbarg;
 	c->attached = true;
 	c->fd = (int)bufferevent_getfd(c->bev);
-	if (c->fd >= 0)
+	if (c->fd >= 0) {
+		/* replies leave in one write or in stream chunks: never
+		   hold a segment back for the client's delayed ACK */
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				 sizeof(one));
 		conn_index(c->w, c);
+	}
 	evhttp_connection_set_closecb(c->evcon, conn_closed, c);
 	bufferevent_set_timeouts(c->bev, &c->w->http->read_tv,
 				 &c->w->http->write_tv);
