@@ -9,10 +9,11 @@
 #      ratios. Then search (GET /api/crm/search) latency over the tenant's
 #      leads after SEARCH_LEADS more are inserted. Bars (issue 6): both
 #      HTTP paths >= 0.6x pgbench; search p95 < 50 ms at 1,000,000 leads.
-#      Diagnostics for two changes outside crm (docs/crm.md): --tcp-nodelay
-#      preloads a shim setting TCP_NODELAY on crm's accepted sockets;
-#      --leakproof marks ts_match_vq LEAKPROOF (superuser) so the search
-#      GIN indexes are usable under row-level security.
+#      Both fixes these two options once tried are now on main
+#      (libcommon sets TCP_NODELAY on accepted sockets; the database
+#      bootstrap marks ts_match_vq LEAKPROOF): --tcp-nodelay (a preloaded
+#      shim) and --leakproof change nothing any more and stay only for
+#      comparing older builds.
 
 # here, tmp, BUILD and SVC_PORT come from scripts/bench, which sources this.
 # shellcheck disable=SC2154
