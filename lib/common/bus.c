@@ -408,7 +408,35 @@ publish_sha_init(void)
 		snprintf(bus_publish_sha + 2 * i, 3, "%02x", md[i]);
 }
 
-/* EVALSHA the publish script; EVAL it when Redis does not know it yet. */
+/* Streams this thread saw registered in CM_BUS_STREAMS lately: their
+   publishes are a plain XADD. Nothing removes a stream from the set, and
+   an entry lives BUS_KNOWN_MS only, so if the set is ever lost (a Redis
+   without persistence restarting) the next script publish after that
+   registers the stream again; subscribers create their group at id 0, so
+   the entries added meanwhile are still read. */
+#define BUS_KNOWN_SLOTS 64
+#define BUS_KNOWN_MS 5000
+
+struct known_stream {
+	char key[CM_BUS_KEY_LEN];
+	int64_t until_ms;
+};
+
+static __thread struct known_stream bus_known[BUS_KNOWN_SLOTS];
+
+static struct known_stream *
+known_slot(const char *key)
+{
+	unsigned h = 2166136261u;
+	const char *p;
+
+	for (p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &bus_known[h % BUS_KNOWN_SLOTS];
+}
+
+/* XADD alone for a known stream; else EVALSHA the publish script (SADD +
+   XADD), EVAL when Redis does not know it yet, and remember the stream. */
 static redisReply *
 run_publish(const char *key, const char *type, const char *text,
 	    char errbuf[CM_ERRBUF_LEN])
@@ -416,17 +444,31 @@ run_publish(const char *key, const char *type, const char *text,
 	const char *argv[7] = { "EVALSHA", bus_publish_sha, "2",
 				key,	   CM_BUS_STREAMS,  type,
 				text };
+	const char *xadd[7] = { "XADD", key, "*", "type", type, "event", text };
+	struct known_stream *k = known_slot(key);
+	int64_t now = cm_now_ms();
 	redisReply *r = NULL;
 
+	if (now < k->until_ms && !strcmp(k->key, key))
+		return cm_redis_cmd(7, xadd, NULL, errbuf);
 	pthread_once(&bus_sha_once, publish_sha_init);
 	if (bus_publish_sha[0]) {
 		r = cm_redis_cmd(7, argv, NULL, errbuf);
-		if (r || !strstr(errbuf, "NOSCRIPT"))
-			return r;
+		if (!r && strstr(errbuf, "NOSCRIPT")) {
+			argv[0] = "EVAL";
+			argv[1] = bus_publish_lua;
+			r = cm_redis_cmd(7, argv, NULL, errbuf);
+		}
+	} else {
+		argv[0] = "EVAL";
+		argv[1] = bus_publish_lua;
+		r = cm_redis_cmd(7, argv, NULL, errbuf);
 	}
-	argv[0] = "EVAL";
-	argv[1] = bus_publish_lua;
-	return cm_redis_cmd(7, argv, NULL, errbuf);
+	if (r && r->type == REDIS_REPLY_STRING) {
+		cm_strlcpy(k->key, key, sizeof(k->key));
+		k->until_ms = now + BUS_KNOWN_MS;
+	}
+	return r;
 }
 
 int

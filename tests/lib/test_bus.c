@@ -231,6 +231,35 @@ START_TEST(test_publish_writes_the_callers_tenant_into_its_stream)
 }
 END_TEST
 
+/* A stream this thread registered gets plain XADDs for 5 s; if the set of
+   streams lost it meanwhile, the next publish after that registers it
+   again (and its entries were never lost). */
+START_TEST(test_a_known_stream_is_registered_again_within_seconds)
+{
+	char errbuf[CM_ERRBUF_LEN] = "", t[37], key[CM_BUS_KEY_LEN];
+	cJSON *env;
+	int i;
+
+	init_redis(0);
+	new_tenant(t);
+	cm_bus_stream_key(t, key);
+	for (i = 0; i < 3; i++) {
+		if (i == 2)
+			usleep(5200 * 1000);
+		env = lead_event(NULL);
+		ck_assert_msg(cm_bus_publish(t, env, NULL, errbuf) == 0, "%s",
+			      errbuf);
+		cJSON_Delete(env);
+		ck_assert_int_eq(redis_int("XLEN", key, NULL), i + 1);
+		ck_assert_int_eq(redis_int("SISMEMBER", CM_BUS_STREAMS, key),
+				 i == 1 ? 0 : 1);
+		if (i == 0) /* the set loses it */
+			redis_int("SREM", CM_BUS_STREAMS, key);
+	}
+	drop_keys(t);
+}
+END_TEST
+
 START_TEST(test_publish_refuses_another_tenant_a_bad_tenant_and_bad_shape)
 {
 	char errbuf[CM_ERRBUF_LEN] = "", t[37], other[37], key[CM_BUS_KEY_LEN];
@@ -935,6 +964,8 @@ make_suite(void)
 	tcase_set_timeout(io, 20);
 	tcase_add_test(io,
 		       test_publish_writes_the_callers_tenant_into_its_stream);
+	tcase_add_test(io,
+		       test_a_known_stream_is_registered_again_within_seconds);
 	tcase_add_test(
 		io,
 		test_publish_refuses_another_tenant_a_bad_tenant_and_bad_shape);

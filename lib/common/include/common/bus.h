@@ -11,7 +11,8 @@
  * argument, puts it into the envelope (refusing an envelope that names
  * another tenant), validates the envelope's shape (cm_bus_validate) and
  * writes it with one atomic script (SADD of the stream name + XADD, never
- * MAXLEN). It returns 0 only after Redis has stored the entry. The event
+ * MAXLEN); a stream the same thread registered in the last 5 s gets a
+ * plain XADD. It returns 0 only after Redis has stored the entry. The event
  * type registry (data schemas) is checked by the event-bus service, not
  * here: services publish without reading any file.
  *
