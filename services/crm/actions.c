@@ -120,7 +120,7 @@ run_action(struct cm_req *req, void *arg, const struct crm_entity *e,
 		goto out;
 	}
 	crm_relay_kick(ctx.crm ? ctx.crm->relay : NULL);
-	crm_set_etag(req, a.version);
+	cm_req_set_etag(req, a.version);
 	status = 200;
 out:
 	cm_req_reply_json(req, status, a.out);

@@ -412,10 +412,9 @@ bool crm_req_ctx(struct cm_req *req, void *arg, bool write, struct crm_ctx *ctx,
 		 int *status);
 /* crm_fail - the HTTP answer for a store error; returns the status. */
 int crm_fail(struct cm_req *req, int rc, const char *what, const char *errbuf);
-/* crm_if_match - the If-Match version (-1 when absent); CM_EINVAL. */
+/* crm_if_match - the If-Match version (cm_req_if_match), -1 when absent
+   or "*" (no check); CM_EINVAL when malformed. */
 int crm_if_match(struct cm_req *req, int64_t *version);
-/* crm_set_etag - ETag: "<version>". */
-void crm_set_etag(struct cm_req *req, int64_t version);
 
 void crm_handle_list(struct cm_req *req, void *arg);
 void crm_handle_create(struct cm_req *req, void *arg);

@@ -97,32 +97,15 @@ crm_fail(struct cm_req *req, int rc, const char *what, const char *errbuf)
 int
 crm_if_match(struct cm_req *req, int64_t *version)
 {
-	const char *h = cm_req_header(req, "If-Match");
-	char num[24];
-	size_t n;
+	int rc;
 
 	*version = -1;
-	if (!h || strcmp(h, "*") == 0)
+	rc = cm_req_if_match(req, version);
+	if (rc == CM_ENOENT || (rc == 0 && *version == 0)) {
+		*version = -1; /* absent or "*": no check */
 		return 0;
-	if (strncmp(h, "W/", 2) == 0)
-		h += 2;
-	n = strlen(h);
-	if (n >= 3 && h[0] == '"' && h[n - 1] == '"' && n - 2 < sizeof(num)) {
-		cm_strlcpy(num, h + 1, n - 1);
-		h = num;
 	}
-	return cm_parse_i64(h, 0, INT64_MAX, version);
-}
-
-void
-crm_set_etag(struct cm_req *req, int64_t version)
-{
-	char etag[32];
-
-	if (version <= 0)
-		return;
-	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
-	cm_req_set_header(req, "ETag", etag);
+	return rc;
 }
 
 /* The :entity segment; replies 404 for an unknown collection. */
@@ -266,7 +249,7 @@ crm_handle_create(struct cm_req *req, void *arg)
 		goto out;
 	}
 	status = reply.status;
-	crm_set_etag(req, reply.version);
+	cm_req_set_etag(req, reply.version);
 	if (reply.replayed)
 		cm_req_set_header(req, "Idempotent-Replayed", "true");
 out:
@@ -296,7 +279,7 @@ crm_handle_get(struct cm_req *req, void *arg)
 		status = crm_fail(req, rc, e->name, errbuf);
 		goto out;
 	}
-	crm_set_etag(req, version);
+	cm_req_set_etag(req, version);
 	status = 200;
 out:
 	cm_req_reply_json(req, status, out);
@@ -336,7 +319,7 @@ crm_handle_update(struct cm_req *req, void *arg)
 		status = crm_fail(req, rc, e->name, errbuf);
 		goto out;
 	}
-	crm_set_etag(req, version);
+	cm_req_set_etag(req, version);
 	status = 200;
 out:
 	cm_req_reply_json(req, status, out);
