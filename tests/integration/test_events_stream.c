@@ -3,7 +3,8 @@
  * the real event bus, directly and through brain's gateway: a tenant sees
  * its own events, filtered by type, never another tenant's (also with a
  * crafted filter); Last-Event-ID resumes after the given event;
- * heartbeats flow when nothing happens; bad filters are refused. Also
+ * heartbeats flow when nothing happens; bad filters are refused; streams
+ * past SSE_MAX_STREAMS are refused until one closes. Also
  * brain's POST /api/events/test-integration probe, which needs the bus.
  */
 #include "svc.h"
@@ -28,7 +29,7 @@ static struct cm_test_svc brain, bus;
 static char tenant_a[37], tenant_b[37];
 
 static const char *const bus_env[] = { "SSE_POLL_MS=50", "SSE_HEARTBEAT_MS=300",
-				       NULL };
+				       "SSE_MAX_STREAMS=2", NULL };
 
 static void
 add_tenant(char id[37], const char *prefix)
@@ -285,6 +286,49 @@ START_TEST(test_the_integration_probe_reports_a_delivery)
 }
 END_TEST
 
+/* Open a stream, retrying while the earlier tests' closed streams are
+   still being let go (the server notices at its next heartbeat). */
+static void
+sse_open_retry(struct sse_client *c, const char *tid)
+{
+	int i;
+
+	for (i = 0; i < 30; i++) {
+		sse_open(c, bus.port, tid, "", NULL);
+		if (sse_wait(c, "retry: 3000", 2000))
+			return;
+		sse_close(c);
+		usleep(200 * 1000);
+	}
+	ck_abort_msg("no stream could be opened");
+}
+
+START_TEST(test_streams_past_the_limit_are_refused_until_one_closes)
+{
+	char *tok = cm_test_user_token("u1", tenant_b, "[\"owner\"]", 300);
+	char auth[1024];
+	const char *hs[] = { auth, NULL };
+	struct sse_client a, b, c;
+	struct cm_test_resp r;
+
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	sse_open_retry(&a, tenant_a);
+	sse_open_retry(&b, tenant_a);
+	ck_assert_int_eq(cm_test_http("GET", bus.port, "/api/events/stream", hs,
+				      NULL, &r),
+			 0);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_str_eq(cm_test_resp_error_code(&r), "too_many_streams");
+	ck_assert_ptr_nonnull(cm_test_resp_header(&r, "Retry-After"));
+	cm_test_resp_release(&r);
+	sse_close(&a);
+	sse_open_retry(&c, tenant_b); /* a's place comes free */
+	sse_close(&b);
+	sse_close(&c);
+	free(tok);
+}
+END_TEST
+
 /* Whether pid is gone or a zombie (state Z in /proc/<pid>/stat). */
 static bool
 exited(pid_t pid)
@@ -347,6 +391,8 @@ make_suite(void)
 	tcase_add_test(tc, test_last_event_id_resumes_after_that_event);
 	tcase_add_test(tc, test_the_stream_passes_through_the_gateway);
 	tcase_add_test(tc, test_bad_filters_and_ids_are_refused);
+	tcase_add_test(
+		tc, test_streams_past_the_limit_are_refused_until_one_closes);
 	tcase_add_test(tc, test_the_integration_probe_reports_a_delivery);
 	tcase_add_test(tc, test_the_integration_probe_reports_no_consumer);
 	suite_add_tcase(s, tc);

@@ -118,6 +118,28 @@ echo_conn(void *arg)
 			answer_stream(fd, false);
 			break;
 		}
+		if (strstr(line, " /api/crm/weird-status ")) {
+			static const char weird[] =
+				"HTTP/1.1 999 Weird\r\nContent-Length: 0\r\n"
+				"Connection: close\r\n\r\n";
+
+			send_all(fd, weird, sizeof(weird) - 1);
+			break;
+		}
+		if (strstr(line, " /api/crm/huge ")) { /* over the 16 MiB cap */
+			static char zeros[65536];
+			char head[128];
+			int i;
+
+			snprintf(head, sizeof(head),
+				 "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+				 "Connection: close\r\n\r\n",
+				 17 << 20);
+			send_all(fd, head, strlen(head));
+			for (i = 0; i < (17 << 20) / (int)sizeof(zeros); i++)
+				send_all(fd, zeros, sizeof(zeros));
+			break;
+		}
 		cm_buf_reset(&resp);
 		cm_buf_printf(&resp,
 			      "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
@@ -390,7 +412,29 @@ START_TEST(test_upstream_down_or_silent_is_a_json_error_naming_it)
 	ck_assert_ptr_nonnull(strstr(r.body, "cms"));
 	cm_test_resp_release(&r);
 
-	/* both counted */
+	/* a status line no HTTP server sends, an answer over the cap */
+	r = gw("GET", tenant_a, "/api/crm/weird-status", NULL, NULL);
+	expect(&r, 502, "upstream_unavailable");
+	ck_assert_ptr_nonnull(strstr(r.body, "malformed"));
+	cm_test_resp_release(&r);
+	r = gw("GET", tenant_a, "/api/crm/huge", NULL, NULL);
+	expect(&r, 502, "upstream_response_too_large");
+	cm_test_resp_release(&r);
+
+	/* a request target too long to forward */
+	{
+		struct cm_buf path = CM_BUF_INIT(6000);
+
+		cm_buf_puts(&path, "/api/crm/");
+		while (path.len < 5000)
+			cm_buf_puts(&path, "aaaaaaaaaa");
+		r = gw("GET", tenant_a, cm_buf_str(&path), NULL, NULL);
+		expect(&r, 414, "uri_too_long");
+		cm_test_resp_release(&r);
+		cm_buf_release(&path);
+	}
+
+	/* all counted */
 	ck_assert_int_eq(
 		cm_test_http("GET", brain.port, "/metrics", NULL, NULL, &r), 0);
 	ck_assert_ptr_nonnull(strstr(r.body,
@@ -401,6 +445,14 @@ START_TEST(test_upstream_down_or_silent_is_a_json_error_naming_it)
 				     "bz_gateway_upstream_errors_total{"
 				     "service=\"brain\",upstream=\"cms\","
 				     "kind=\"timeout\"}"));
+	ck_assert_ptr_nonnull(strstr(r.body,
+				     "bz_gateway_upstream_errors_total{"
+				     "service=\"brain\",upstream=\"crm\","
+				     "kind=\"too_large\"}"));
+	ck_assert_ptr_nonnull(strstr(r.body,
+				     "bz_gateway_upstream_errors_total{"
+				     "service=\"brain\",upstream=\"crm\","
+				     "kind=\"protocol\"}"));
 	cm_test_resp_release(&r);
 }
 END_TEST

@@ -206,17 +206,17 @@ cm_test_http(const char *method, int port, const char *path,
 	     struct cm_test_resp *out)
 {
 	struct cm_buf b = CM_BUF_INIT(0), h = CM_BUF_INIT(0);
+	struct cm_buf url = CM_BUF_INIT(0); /* any length: no silent cut */
 	struct curl_slist *hl = NULL;
 	CURL *c = curl_easy_init();
-	char url[2048];
 	CURLcode cc;
 	int i;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+	cm_buf_printf(&url, "http://127.0.0.1:%d%s", port, path);
 	for (i = 0; headers && headers[i]; i++)
 		hl = curl_slist_append(hl, headers[i]);
-	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_URL, cm_buf_str(&url));
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -236,6 +236,7 @@ cm_test_http(const char *method, int port, const char *path,
 	}
 	curl_slist_free_all(hl);
 	curl_easy_cleanup(c);
+	cm_buf_release(&url);
 	out->body = cm_buf_detach(&b, NULL);
 	out->headers = cm_buf_detach(&h, NULL);
 	out->json = cJSON_Parse(out->body);
