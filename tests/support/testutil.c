@@ -2,9 +2,12 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -62,4 +65,52 @@ cm_test_psql(const char *sql)
 	}
 	PQfinish(c);
 	return rc;
+}
+
+/* Whether one file holds marker anywhere (read whole). */
+static bool
+file_has(const char *path, const char *marker)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	size_t len = 0, n;
+	bool found;
+
+	if (!f)
+		return false;
+	buf = malloc(65536);
+	ck_assert_ptr_nonnull(buf);
+	while ((n = fread(buf + len, 1, 65536, f)) > 0) {
+		len += n;
+		buf = realloc(buf, len + 65536);
+		ck_assert_ptr_nonnull(buf);
+	}
+	fclose(f);
+	found = memmem(buf, len, marker, strlen(marker)) != NULL;
+	free(buf);
+	return found;
+}
+
+int
+cm_test_logs_scan(const char *marker, char *hit, size_t cap)
+{
+	char dir[512], path[1024];
+	struct dirent *de;
+	DIR *d;
+	int files = 0;
+
+	hit[0] = '\0';
+	snprintf(dir, sizeof(dir), "%s/test-logs", cm_test_env("BZ_BUILD"));
+	d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (!hit[0] && file_has(path, marker))
+			snprintf(hit, cap, "%s", de->d_name);
+		files++;
+	}
+	closedir(d);
+	return files;
 }

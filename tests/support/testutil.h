@@ -35,5 +35,9 @@ void cm_test_require_stack(void);
 int cm_test_free_port(void);
 /* cm_test_psql - run SQL as the test superuser; 0 on success. */
 int cm_test_psql(const char *sql);
+/* cm_test_logs_scan - read every file of $BZ_BUILD/test-logs whole; the
+   number of files read, and in hit (cap bytes) the name of the first one
+   holding marker ("" when none does). */
+int cm_test_logs_scan(const char *marker, char *hit, size_t cap);
 
 #endif
