@@ -6,6 +6,7 @@
  * store.c: event_bus.events (the audit table) and its monthly partitions.
  * audit.c: the audit writer, a bus subscriber thread filling the table.
  * quota.c: per-tenant hourly publish quotas. dlq.c: dead letters.
+ * handlers_dlq.c: the platform admins' dead-letter routes.
  * replay.c: replay jobs and their worker thread. stats.c: group gauges.
  * handlers.c: the HTTP routes. service.c: settings, routes, start/stop.
  * webhook.c: secrets, signatures, the retry schedule (pure).
@@ -117,6 +118,23 @@ int bus_dlq_get(const char *tenant, const char *id, cJSON **out,
 int bus_dlq_discard(const char *tenant, const char *id,
 		    char errbuf[CM_ERRBUF_LEN]);
 
+#define BUS_DLQ_ADMIN_MAX_LIMIT 100
+
+/* One page of every tenant's dead letters (platform admins). */
+struct bus_dlq_admin_query {
+	const char *tenant_id; /* a lowercase uuid, or NULL: every tenant */
+	const char *type;      /* a pattern (bus_type_pattern_ok); NULL: any */
+	const char *cursor;    /* from a previous page, or NULL */
+	int limit;	       /* 1..BUS_DLQ_ADMIN_MAX_LIMIT */
+};
+/* bus_dlq_admin_list - {"items", "next_cursor"}, each item with its
+   "tenant_id": tenant after tenant (Redis SCAN order), each newest first.
+   A page may hold fewer than limit items while next_cursor is not null
+   (every page's Redis work is bounded); the walk is over when it is null.
+   CM_EINVAL for a bad cursor, CM_EIO when Redis failed. */
+int bus_dlq_admin_list(const struct bus_dlq_admin_query *q, cJSON **out,
+		       char errbuf[CM_ERRBUF_LEN]);
+
 /* Replays (replay.c). */
 struct bus_replay_req {
 	const char *tenant_id;
@@ -149,6 +167,11 @@ void bus_handle_dlq_list(struct cm_req *req, void *arg);
 void bus_handle_dlq_get(struct cm_req *req, void *arg);
 void bus_handle_dlq_retry(struct cm_req *req, void *arg);
 void bus_handle_dlq_discard(struct cm_req *req, void *arg);
+/* Every tenant's dead letters, super_admin only (handlers_dlq.c). */
+void bus_handle_dlq_admin_list(struct cm_req *req, void *arg);
+void bus_handle_dlq_admin_get(struct cm_req *req, void *arg);
+void bus_handle_dlq_admin_retry(struct cm_req *req, void *arg);
+void bus_handle_dlq_admin_discard(struct cm_req *req, void *arg);
 
 struct bus_audit_config {
 	int claim_idle_ms;

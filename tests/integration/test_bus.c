@@ -1,11 +1,13 @@
 /*
  * test_bus.c - the event-bus binary against the test stack: registry
  * refusals, tenant isolation of history, the audit row written once,
- * history filters and cursors, metrics.
+ * history filters and cursors, metrics, dead letters (per tenant, and
+ * every tenant's for a platform admin).
  */
 #include "svc.h"
 #include "testutil.h"
 
+#include "common/auth.h"
 #include "common/buf.h"
 #include "common/bus.h"
 #include "common/mem.h"
@@ -368,8 +370,9 @@ forge_redis_init(void)
 	ck_assert_int_eq(cm_redis_init(&rc, errbuf), 0);
 }
 
+/* An entry on `on`'s stream whose envelope names `names`. */
 static void
-forge_entry(void)
+forge_entry_on(const char *on, const char *names)
 {
 	char errbuf[CM_ERRBUF_LEN] = "", key[CM_BUS_KEY_LEN];
 	const char *fields[] = { "type", "event" };
@@ -378,10 +381,10 @@ forge_entry(void)
 					 "x", NULL);
 	char *text;
 
-	cJSON_AddStringToObject(env, "tenant_id", tenant_b);
+	cJSON_AddStringToObject(env, "tenant_id", names);
 	text = cJSON_PrintUnformatted(env);
 	forge_redis_init();
-	cm_bus_stream_key(tenant_a, key);
+	cm_bus_stream_key(on, key);
 	values[0] = "system.maintenance";
 	values[1] = text;
 	ck_assert_msg(cm_redis_xadd(key, 0, 2, fields, values, NULL, errbuf) ==
@@ -389,6 +392,12 @@ forge_entry(void)
 		      "%s", errbuf);
 	free(text);
 	cJSON_Delete(env);
+}
+
+static void
+forge_entry(void)
+{
+	forge_entry_on(tenant_a, tenant_b);
 }
 
 START_TEST(test_dead_letters_are_listed_retried_and_discarded_per_tenant)
@@ -448,6 +457,385 @@ START_TEST(test_dead_letters_are_listed_retried_and_discarded_per_tenant)
 	ck_assert_int_eq(
 		cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "items")), 0);
 	cm_test_resp_release(&r);
+}
+END_TEST
+
+/* A request with one extra header line (a token), no body. */
+static struct cm_test_resp
+call_with(const char *method, const char *path, const char *h1, const char *h2)
+{
+	const char *hs[3] = { h1, h2, NULL };
+	struct cm_test_resp r;
+
+	ck_assert_int_eq(cm_test_http(method, bus.port, path, hs, NULL, &r), 0);
+	return r;
+}
+
+/* A request as a user with roles (a JSON array) in tenant tid (NULL:
+   none). */
+static struct cm_test_resp
+call_role(const char *method, const char *tid, const char *roles,
+	  const char *path)
+{
+	char *tok = cm_test_user_token("user-2", tid, roles, 300);
+	struct cm_buf auth = CM_BUF_INIT(0);
+	struct cm_test_resp r;
+
+	cm_buf_printf(&auth, "Authorization: Bearer %s", tok);
+	r = call_with(method, path, cm_buf_str(&auth), NULL);
+	cm_buf_release(&auth);
+	free(tok);
+	return r;
+}
+
+static struct cm_test_resp
+admin(const char *method, const char *path)
+{
+	return call_role(method, NULL, "[\"super_admin\"]", path);
+}
+
+static void
+expect_status(struct cm_test_resp r, long status, const char *code)
+{
+	ck_assert_msg(r.status == status, "want %ld, got %ld %s", status,
+		      r.status, r.body);
+	if (code)
+		ck_assert_str_eq(cm_test_resp_error_code(&r), code);
+	cm_test_resp_release(&r);
+}
+
+static int
+items_of(const struct cm_test_resp *r)
+{
+	return cJSON_GetArraySize(cJSON_GetObjectItem(r->json, "items"));
+}
+
+/* Poll the tenant's own list until it holds n letters; their ids into
+   ids (n <= 4). */
+static void
+letters_until(const char *tid, int n, char ids[][64])
+{
+	struct cm_test_resp r;
+	const cJSON *it;
+	int i, k;
+
+	for (i = 0; i < 100; i++) {
+		r = call("GET", tid, "/api/events/dead-letters", NULL);
+		ck_assert_int_eq(r.status, 200);
+		if (items_of(&r) == n)
+			break;
+		cm_test_resp_release(&r);
+		usleep(100 * 1000);
+	}
+	ck_assert_msg(i < 100, "no %d dead letters for %s", n, tid);
+	k = 0;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(r.json, "items"))
+	{
+		ck_assert_ptr_null(cJSON_GetObjectItem(it, "tenant_id"));
+		cm_strlcpy(ids[k++], cJSON_GetObjectItem(it, "id")->valuestring,
+			   64);
+	}
+	cm_test_resp_release(&r);
+}
+
+/* How many letters of A, of B and of the fake tenants a walk showed. */
+struct walked {
+	int a, b, fake, pages;
+};
+
+/* Letters of n made-up tenants whose ids start with prefix (8 hex). */
+static void
+fake_tenants(const char *prefix, int n, bool drop)
+{
+	char errbuf[CM_ERRBUF_LEN] = "", key[CM_BUS_KEY_LEN], tid[37];
+	const char *fields[] = { "group", "type", "event", "attempts",
+				 "error" };
+	const char *values[] = { "audit", "system.maintenance", "{}", "1",
+				 "made up" };
+	redisReply *r;
+	int i;
+
+	forge_redis_init();
+	for (i = 0; i < n; i++) {
+		snprintf(tid, sizeof(tid), "%s-0000-4000-8000-%012d", prefix,
+			 i);
+		cm_bus_dlq_key(tid, key);
+		if (drop) {
+			r = cm_redis_cmdf(errbuf, "DEL %s", key);
+			ck_assert_msg(r != NULL, "%s", errbuf);
+			freeReplyObject(r);
+			continue;
+		}
+		ck_assert_msg(cm_redis_xadd(key, 0, 5, fields, values, NULL,
+					    errbuf) == 0,
+			      "%s", errbuf);
+	}
+}
+
+/* Walk the admin listing with limit and query q ("" or "&..."), counting
+   into *w. Every letter must show exactly once and carry its tenant_id. */
+static void
+admin_walk(int limit, const char *q, const char *fake, struct walked *w)
+{
+	struct cm_buf seen = CM_BUF_INIT(0), path = CM_BUF_INIT(0),
+		      key = CM_BUF_INIT(0);
+	const cJSON *it, *next, *tid;
+	struct cm_test_resp r;
+	char cursor[256] = "";
+
+	memset(w, 0, sizeof(*w));
+	cm_buf_puts(&seen, "|");
+	do {
+		cm_buf_reset(&path);
+		cm_buf_printf(&path,
+			      "/api/events/admin/dead-letters?limit=%d%s%s%s",
+			      limit, q, *cursor ? "&cursor=" : "", cursor);
+		r = admin("GET", cm_buf_str(&path));
+		ck_assert_msg(r.status == 200, "%s: %ld %s", cm_buf_str(&path),
+			      r.status, r.body);
+		ck_assert_int_le(items_of(&r), limit);
+		cJSON_ArrayForEach(it, cJSON_GetObjectItem(r.json, "items"))
+		{
+			tid = cJSON_GetObjectItem(it, "tenant_id");
+			ck_assert(cJSON_IsString(tid));
+			cm_buf_reset(&key);
+			cm_buf_printf(
+				&key, "|%s/%s|", tid->valuestring,
+				cJSON_GetObjectItem(it, "id")->valuestring);
+			ck_assert_msg(
+				!strstr(cm_buf_str(&seen), cm_buf_str(&key)),
+				"%s listed twice", cm_buf_str(&key));
+			cm_buf_puts(&seen, cm_buf_str(&key) + 1);
+			w->a += strcmp(tid->valuestring, tenant_a) == 0;
+			w->b += strcmp(tid->valuestring, tenant_b) == 0;
+			w->fake += strncmp(tid->valuestring, fake, 8) == 0;
+		}
+		next = cJSON_GetObjectItem(r.json, "next_cursor");
+		ck_assert(cJSON_IsString(next) || cJSON_IsNull(next));
+		cursor[0] = '\0';
+		if (cJSON_IsString(next))
+			ck_assert_uint_lt(cm_strlcpy(cursor, next->valuestring,
+						     sizeof(cursor)),
+					  sizeof(cursor));
+		cm_test_resp_release(&r);
+		ck_assert_int_lt(++w->pages, 10000);
+	} while (*cursor);
+	cm_buf_release(&seen);
+	cm_buf_release(&path);
+	cm_buf_release(&key);
+}
+
+/* Everything a non-admin tries on the admin routes gets 403. */
+static void
+expect_admin_routes_refused(const char *h1, const char *h2, const char *letter)
+{
+	char path[200];
+
+	expect_status(
+		call_with("GET", "/api/events/admin/dead-letters", h1, h2), 403,
+		"forbidden");
+	snprintf(path, sizeof(path), "/api/events/admin/dead-letters/%s",
+		 letter);
+	expect_status(call_with("GET", path, h1, h2), 403, "forbidden");
+	expect_status(call_with("DELETE", path, h1, h2), 403, "forbidden");
+	snprintf(path, sizeof(path), "/api/events/admin/dead-letters/%s/retry",
+		 letter);
+	expect_status(call_with("POST", path, h1, h2), 403, "forbidden");
+}
+
+/* Tenant A's admin and owner, a service and an API key with the role
+   super_admin: all refused. */
+static void
+expect_non_admins_refused(const char *letter)
+{
+	char errbuf[CM_ERRBUF_LEN] = "", *tok = NULL;
+	struct cm_buf h = CM_BUF_INIT(0);
+	struct cm_principal key;
+	const char *roles[] = { "[\"admin\"]", "[\"owner\"]",
+				"[\"admin\",\"events:write\"]" };
+	size_t i;
+
+	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+		tok = cm_test_user_token("user-3", tenant_a, roles[i], 300);
+		cm_buf_reset(&h);
+		cm_buf_printf(&h, "Authorization: Bearer %s", tok);
+		expect_admin_routes_refused(cm_buf_str(&h), NULL, letter);
+		free(tok);
+	}
+	ck_assert_int_eq(cm_service_token_mint(cm_test_env("SERVICE_SECRET"),
+					       "crm", "event-bus", 60, &tok,
+					       errbuf),
+			 0);
+	cm_buf_reset(&h);
+	cm_buf_printf(&h, "X-Service-Token: %s", tok);
+	expect_admin_routes_refused(cm_buf_str(&h), NULL, letter);
+	free(tok);
+	memset(&key, 0, sizeof(key));
+	cm_strlcpy(key.sub, "key-1", sizeof(key.sub));
+	cm_strlcpy(key.roles[0], "super_admin", sizeof(key.roles[0]));
+	key.nroles = 1;
+	key.is_api_key = true;
+	ck_assert_int_eq(cm_gateway_token_mint(cm_test_env("SERVICE_SECRET"),
+					       "event-bus", 60, &key, &tok,
+					       errbuf),
+			 0);
+	cm_buf_reset(&h);
+	cm_buf_printf(&h, "X-Service-Token: %s", tok);
+	expect_admin_routes_refused(cm_buf_str(&h), "X-User-ID: key-1", letter);
+	free(tok);
+	cm_buf_release(&h);
+}
+
+static void
+expect_bad_input_refused(const char *b_letter)
+{
+	char path[200];
+
+	expect_status(admin("GET", "/api/events/admin/dead-letters?tenant_id="
+				   "nope"),
+		      400, "invalid_tenant_id");
+	expect_status(admin("GET", "/api/events/admin/dead-letters/nope/1-0"),
+		      400, "invalid_tenant_id");
+	expect_status(
+		admin("DELETE", "/api/events/admin/dead-letters/nope/1-0"), 400,
+		"invalid_tenant_id");
+	expect_status(admin("POST", "/api/events/admin/dead-letters/"
+				    "00000000-0000-0000-0000-00000000000/1-0/"
+				    "retry"),
+		      400, "invalid_tenant_id");
+	expect_status(admin("GET", "/api/events/admin/dead-letters?limit=101"),
+		      400, "bad_request");
+	expect_status(admin("GET", "/api/events/admin/dead-letters?limit=0"),
+		      400, "bad_request");
+	expect_status(admin("GET", "/api/events/admin/dead-letters?cursor=zzz"),
+		      400, "bad_cursor");
+	expect_status(admin("GET", "/api/events/admin/dead-letters?cursor=0."
+				   "nope."),
+		      400, "bad_cursor");
+	expect_status(admin("GET", "/api/events/admin/dead-letters?event_type="
+				   "Not%20A%20Type"),
+		      400, "bad_request");
+	/* the right id under the wrong tenant is no letter */
+	snprintf(path, sizeof(path), "/api/events/admin/dead-letters/%s/%s",
+		 tenant_a, b_letter);
+	expect_status(admin("GET", path), 404, "not_found");
+	snprintf(path, sizeof(path), "/api/events/admin/dead-letters/%s/bad",
+		 tenant_b);
+	expect_status(admin("GET", path), 404, "not_found");
+}
+
+#define FAKE_TENANTS 400
+
+START_TEST(test_a_super_admin_manages_every_tenants_dead_letters_alone)
+{
+	char a_ids[4][64], b_ids[4][64], b_after[4][64], path[200], q[128];
+	char fake[37];
+	struct cm_test_resp r;
+	struct walked w;
+	const cJSON *it;
+	int i;
+
+	/* two letters in A, three in B (each names the other tenant) */
+	r = call("POST", tenant_a, "/api/events/publish", quota_event_a);
+	ck_assert_int_eq(r.status, 202);
+	cm_test_resp_release(&r);
+	r = call("POST", tenant_b, "/api/events/publish", quota_event_a);
+	ck_assert_int_eq(r.status, 202);
+	cm_test_resp_release(&r);
+	for (i = 0; i < 2; i++)
+		forge_entry_on(tenant_a, tenant_b);
+	for (i = 0; i < 3; i++)
+		forge_entry_on(tenant_b, tenant_a);
+	letters_until(tenant_a, 2, a_ids);
+	letters_until(tenant_b, 3, b_ids);
+
+	/* every tenant, one by one: each letter once, with its tenant;
+	   with the made-up tenants the walk takes several SCAN steps */
+	ck_assert_int_eq(cm_uuid_v4(fake), 0);
+	fake[8] = '\0';
+	fake_tenants(fake, FAKE_TENANTS, false);
+	admin_walk(1, "", fake, &w);
+	ck_assert_int_eq(w.a, 2);
+	ck_assert_int_eq(w.b, 3);
+	ck_assert_int_eq(w.fake, FAKE_TENANTS);
+	admin_walk(100, "", fake, &w);
+	ck_assert_int_eq(w.a, 2);
+	ck_assert_int_eq(w.b, 3);
+	ck_assert_int_eq(w.fake, FAKE_TENANTS);
+	ck_assert_int_ge(w.pages, FAKE_TENANTS / 100);
+	admin_walk(100, "&event_type=lead.*", fake, &w);
+	ck_assert_int_eq(w.a + w.b + w.fake, 0);
+	fake_tenants(fake, FAKE_TENANTS, true);
+	/* one tenant, and one type */
+	snprintf(q, sizeof(q), "&tenant_id=%s", tenant_b);
+	admin_walk(2, q, fake, &w);
+	ck_assert_int_eq(w.pages, 2);
+	ck_assert_int_eq(w.a, 0);
+	ck_assert_int_eq(w.b, 3);
+	snprintf(q, sizeof(q), "&tenant_id=%s&event_type=system.*", tenant_a);
+	admin_walk(1, q, fake, &w);
+	ck_assert_int_eq(w.a, 2);
+	ck_assert_int_eq(w.b, 0);
+	snprintf(q, sizeof(q), "&tenant_id=%s&event_type=lead.created",
+		 tenant_a);
+	admin_walk(100, q, fake, &w);
+	ck_assert_int_eq(w.a + w.b, 0);
+
+	/* inspect, retry and discard B's */
+	snprintf(path, sizeof(path), "/api/events/admin/dead-letters/%s/%s",
+		 tenant_b, b_ids[0]);
+	r = admin("GET", path);
+	ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+	ck_assert_str_eq(cJSON_GetObjectItem(r.json, "tenant_id")->valuestring,
+			 tenant_b);
+	ck_assert_str_eq(cJSON_GetObjectItem(r.json, "id")->valuestring,
+			 b_ids[0]);
+	ck_assert_str_eq(cJSON_GetObjectItem(r.json, "group")->valuestring,
+			 "audit");
+	cm_test_resp_release(&r);
+	snprintf(path, sizeof(path),
+		 "/api/events/admin/dead-letters/%s/%s/retry", tenant_b,
+		 b_ids[0]);
+	r = admin("POST", path);
+	ck_assert_msg(r.status == 202, "%ld %s", r.status, r.body);
+	ck_assert(cJSON_IsString(cJSON_GetObjectItem(r.json, "stream_id")));
+	cm_test_resp_release(&r);
+	expect_status(admin("POST", path), 404, "not_found");
+	snprintf(path, sizeof(path), "/api/events/admin/dead-letters/%s/%s",
+		 tenant_b, b_ids[0]);
+	expect_status(admin("GET", path), 404, "not_found");
+	/* back on B's stream, failing again: a new letter of B's */
+	letters_until(tenant_b, 3, b_after);
+	ck_assert_str_ne(b_after[0], b_ids[0]);
+	ck_assert_str_eq(b_after[1], b_ids[1]);
+	snprintf(path, sizeof(path), "/api/events/admin/dead-letters/%s/%s",
+		 tenant_b, b_ids[1]);
+	expect_status(admin("DELETE", path), 204, NULL);
+	expect_status(admin("GET", path), 404, "not_found");
+	expect_status(admin("DELETE", path), 404, "not_found");
+	letters_until(tenant_b, 2, b_after);
+
+	/* nobody else gets in; A's admin still sees only A's own */
+	snprintf(path, sizeof(path), "%s/%s", tenant_b, b_ids[2]);
+	expect_non_admins_refused(path);
+	r = call_role("GET", tenant_a, "[\"admin\"]",
+		      "/api/events/dead-letters");
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(items_of(&r), 2);
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(r.json, "items")) ck_assert(
+		!strcmp(cJSON_GetObjectItem(it, "id")->valuestring, a_ids[0]) ||
+		!strcmp(cJSON_GetObjectItem(it, "id")->valuestring, a_ids[1]));
+	cm_test_resp_release(&r);
+	snprintf(path, sizeof(path), "/api/events/dead-letters/%s", b_ids[2]);
+	expect_status(call_role("GET", tenant_a, "[\"admin\"]", path), 404,
+		      "not_found");
+	expect_status(call_role("DELETE", tenant_a, "[\"admin\"]", path), 404,
+		      "not_found");
+	expect_bad_input_refused(b_ids[2]);
+	/* B's letter is still there after all of that */
+	snprintf(path, sizeof(path), "/api/events/admin/dead-letters/%s/%s",
+		 tenant_b, b_ids[2]);
+	expect_status(admin("GET", path), 200, NULL);
 }
 END_TEST
 
@@ -617,6 +1005,9 @@ make_suite(void)
 	tcase_add_test(
 		tc,
 		test_dead_letters_are_listed_retried_and_discarded_per_tenant);
+	tcase_add_test(
+		tc,
+		test_a_super_admin_manages_every_tenants_dead_letters_alone);
 	tcase_add_test(
 		tc,
 		test_a_tenant_over_its_hourly_quota_gets_429_and_one_billing_event);
