@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 #include <jwt.h>
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -37,6 +38,8 @@
 #define SERVICE_LEEWAY_S 5
 #define SERVICE_NAME_MAX 31
 #define NUMERIC_DATE_MAX 253402300799LL /* 9999-12-31T23:59:59Z */
+#define VCACHE_SLOTS 32	      /* verified tokens remembered per thread */
+#define VCACHE_TOKEN_MAX 1024 /* longer tokens are verified every time */
 
 struct cm_auth {
 	enum cm_jwt_alg alg;
@@ -47,7 +50,89 @@ struct cm_auth {
 	int leeway_s;
 	cm_auth_revoked_fn revoked;
 	void *revoked_ctx;
+	uint64_t verifier; /* vcache: what this verifier checks */
 };
+
+/*
+ * The verified-token cache. Checking a token's signature and claims costs
+ * tens of microseconds (libjwt parses and re-serialises JSON, HMAC with
+ * OpenSSL 3 fetches the digest every time); a caller reuses one token for
+ * many requests. So each thread remembers its last VCACHE_SLOTS verified
+ * tokens: the exact token text, which verifier accepted it (a hash of the
+ * key, audience and the rest of what was checked, so another key or
+ * audience never hits), the principal, and until when it stays valid (exp
+ * plus the leeway). Only successes are remembered; a hit compares the whole
+ * token in constant time and still checks the clock, and the revocation
+ * callback runs on every call, hit or not. Per thread, so no lock.
+ */
+struct vcache_entry {
+	uint64_t verifier;
+	int64_t until;
+	size_t len;
+	struct cm_principal p;
+	char token[VCACHE_TOKEN_MAX];
+};
+
+static __thread struct vcache_entry vcache[VCACHE_SLOTS];
+
+static uint64_t
+fnv1a(uint64_t h, const void *data, size_t n)
+{
+	const unsigned char *b = data;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+#define FNV_BASIS 14695981039346656037ULL
+
+static struct vcache_entry *
+vcache_slot(const char *token, size_t len)
+{
+	return &vcache[fnv1a(FNV_BASIS, token, len) % VCACHE_SLOTS];
+}
+
+/* The cached principal of token under verifier, if any and still valid. */
+static bool
+vcache_get(uint64_t verifier, const char *token, struct cm_principal *out)
+{
+	size_t len = token ? strnlen(token, VCACHE_TOKEN_MAX) : 0;
+	struct vcache_entry *e;
+
+	if (len == 0 || len >= VCACHE_TOKEN_MAX)
+		return false;
+	e = vcache_slot(token, len);
+	if (e->len != len || e->verifier != verifier ||
+	    CRYPTO_memcmp(e->token, token, len) != 0)
+		return false;
+	if (cm_now_s() > e->until) {
+		e->len = 0;
+		return false;
+	}
+	*out = e->p;
+	return true;
+}
+
+static void
+vcache_put(uint64_t verifier, const char *token, const struct cm_principal *p,
+	   int64_t until)
+{
+	size_t len = strnlen(token, VCACHE_TOKEN_MAX);
+	struct vcache_entry *e;
+
+	if (len >= VCACHE_TOKEN_MAX)
+		return;
+	e = vcache_slot(token, len);
+	e->verifier = verifier;
+	e->until = until;
+	e->len = len;
+	e->p = *p;
+	memcpy(e->token, token, len);
+}
 
 struct jws_parts {
 	const char *seg[3];
@@ -212,6 +297,15 @@ cm_auth_new(const struct cm_auth_config *cfg, char errbuf[CM_ERRBUF_LEN])
 	auth->issuer = cm_xstrdup(cfg->issuer);
 	auth->audience = cm_xstrdup(cfg->audience);
 	auth->leeway_s = cfg->leeway_s;
+	auth->verifier = fnv1a(FNV_BASIS, "user", 5);
+	auth->verifier = fnv1a(auth->verifier, &auth->alg, sizeof(auth->alg));
+	auth->verifier = fnv1a(auth->verifier, auth->key, auth->key_len + 1);
+	auth->verifier =
+		fnv1a(auth->verifier, auth->issuer, strlen(auth->issuer) + 1);
+	auth->verifier = fnv1a(auth->verifier, auth->audience,
+			       strlen(auth->audience) + 1);
+	auth->verifier =
+		fnv1a(auth->verifier, &auth->leeway_s, sizeof(auth->leeway_s));
 	return auth;
 }
 
@@ -618,9 +712,6 @@ check_user_claims(const struct cm_auth *auth, const cJSON *claims,
 		rc = read_identity(claims, p, errbuf);
 	if (rc == 0)
 		rc = read_roles(claims, p, errbuf);
-	if (rc == 0 && auth->revoked && p->jti[0] &&
-	    auth->revoked(p->jti, auth->revoked_ctx))
-		rc = failf(errbuf, CM_EACCES, "token revoked");
 	return rc;
 }
 
@@ -630,17 +721,25 @@ cm_auth_verify(const struct cm_auth *auth, const char *token,
 {
 	struct cm_principal p;
 	cJSON *claims = NULL;
-	int rc;
+	int rc = 0;
 
 	memset(&p, 0, sizeof(p));
 	if (!auth) {
 		rc = failf(errbuf, CM_EACCES, "no verifier");
 		goto out;
 	}
-	rc = decode_verified(auth->alg, auth->key, auth->key_len, token,
-			     &claims, errbuf);
-	if (rc == 0)
-		rc = check_user_claims(auth, claims, &p, errbuf);
+	if (!vcache_get(auth->verifier, token, &p)) {
+		rc = decode_verified(auth->alg, auth->key, auth->key_len, token,
+				     &claims, errbuf);
+		if (rc == 0)
+			rc = check_user_claims(auth, claims, &p, errbuf);
+		if (rc == 0)
+			vcache_put(auth->verifier, token, &p,
+				   p.exp + auth->leeway_s);
+	}
+	if (rc == 0 && auth->revoked && p.jti[0] &&
+	    auth->revoked(p.jti, auth->revoked_ctx))
+		rc = failf(errbuf, CM_EACCES, "token revoked");
 out:
 	if (rc < 0)
 		memset(&p, 0, sizeof(p));
@@ -897,6 +996,7 @@ cm_service_token_verify(const char *secret, const char *self, const char *token,
 {
 	struct cm_principal p;
 	cJSON *claims = NULL;
+	uint64_t verifier;
 	int rc = CM_EACCES;
 
 	memset(&p, 0, sizeof(p));
@@ -907,10 +1007,19 @@ cm_service_token_verify(const char *secret, const char *self, const char *token,
 		      SERVICE_NAME_MAX);
 		goto out;
 	}
+	verifier = fnv1a(FNV_BASIS, "service", 8);
+	verifier = fnv1a(verifier, secret, strlen(secret) + 1);
+	verifier = fnv1a(verifier, self, strlen(self) + 1);
+	if (vcache_get(verifier, token, &p)) {
+		rc = 0;
+		goto out;
+	}
 	rc = decode_verified(CM_JWT_HS256, (const unsigned char *)secret,
 			     strlen(secret), token, &claims, errbuf);
 	if (rc == 0)
 		rc = check_service_claims(self, claims, &p, errbuf);
+	if (rc == 0)
+		vcache_put(verifier, token, &p, p.exp + SERVICE_LEEWAY_S);
 out:
 	if (rc < 0)
 		memset(&p, 0, sizeof(p));

@@ -135,6 +135,9 @@ struct worker {
 	struct evhttp_bound_socket *bound;
 	int wake_fd; /* cm_http_stop writes here */
 	struct event *wake_ev;
+	int signal_fd; /* cm_http_signal writes here */
+	struct event *signal_ev;
+	atomic_int nwaiting;	/* requests in cm_req_wait */
 	struct event *drain_ev; /* drain progress while stopping */
 	struct event *fix_ev;	/* replaces evhttp's own error pages */
 	bool own_write;		/* we are writing a reply */
@@ -237,6 +240,9 @@ struct cm_req {
 	struct event *tick_ev; /* cm_req_every */
 	cm_req_tick_fn tick_fn;
 	void *tick_arg;
+	bool waiting; /* cm_req_wait */
+	cm_req_tick_fn wait_fn;
+	void *wait_arg;
 	struct cm_req *dprev, *dnext; /* the worker's deferred list */
 	bool replied;
 	int status;
@@ -1894,6 +1900,9 @@ deferred_finish(struct cm_req *req)
 	if (req->tick_ev)
 		event_free(req->tick_ev);
 	req->tick_ev = NULL;
+	if (req->waiting)
+		atomic_fetch_sub(&w->nwaiting, 1);
+	req->waiting = false;
 	if (req->gone && !req->status)
 		req->status = 499; /* nginx's "client closed request" */
 	cm_log_set_context(req->id, req->has_tenant ? req->tenant.id : NULL);
@@ -1979,6 +1988,91 @@ cm_req_every(struct cm_req *req, int ms, cm_req_tick_fn fn, void *arg)
 		req->tick_ev = NULL;
 		return CM_EIO;
 	}
+	return 0;
+}
+
+/* Every worker that can be signalled (cm_http_signal), while its loop
+   runs. */
+#define SIGNAL_WORKERS_MAX 1024
+static pthread_mutex_t signal_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct worker *signal_workers[SIGNAL_WORKERS_MAX];
+static int nsignal_workers;
+
+static void
+signal_register(struct worker *w)
+{
+	pthread_mutex_lock(&signal_mu);
+	if (nsignal_workers < SIGNAL_WORKERS_MAX)
+		signal_workers[nsignal_workers++] = w;
+	pthread_mutex_unlock(&signal_mu);
+}
+
+static void
+signal_unregister(struct worker *w)
+{
+	int i;
+
+	pthread_mutex_lock(&signal_mu);
+	for (i = 0; i < nsignal_workers; i++)
+		if (signal_workers[i] == w) {
+			signal_workers[i] = signal_workers[--nsignal_workers];
+			break;
+		}
+	pthread_mutex_unlock(&signal_mu);
+}
+
+void
+cm_http_signal(void)
+{
+	uint64_t one = 1;
+	ssize_t n;
+	int i;
+
+	pthread_mutex_lock(&signal_mu);
+	for (i = 0; i < nsignal_workers; i++)
+		if (atomic_load(&signal_workers[i]->nwaiting) > 0) {
+			n = write(signal_workers[i]->signal_fd, &one,
+				  sizeof(one));
+			(void)n; /* EAGAIN: a wake-up is pending anyway */
+		}
+	pthread_mutex_unlock(&signal_mu);
+}
+
+/* The worker was signalled (or a wait began): every waiting request
+   looks. */
+static void
+signal_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct cm_req *req, *next;
+	uint64_t v;
+	ssize_t n;
+
+	(void)what;
+	n = read(fd, &v, sizeof(v)); /* EAGAIN after event_active */
+	(void)n;
+	for (req = w->deferred; req; req = next) {
+		next = req->dnext;
+		if (req->waiting)
+			req->wait_fn(req, req->wait_arg); /* may free req */
+	}
+}
+
+int
+cm_req_wait(struct cm_req *req, cm_req_tick_fn fn, void *arg)
+{
+	if (!req->on_heap || req->waiting || !fn)
+		return CM_EINVAL;
+	if (!req->w->signal_ev)
+		return CM_EIO;
+	req->wait_fn = fn;
+	req->wait_arg = arg;
+	req->waiting = true;
+	/* counted before the first look: a signaller that published its
+	   result before this count could be seen also published it before
+	   the look, so the look sees it */
+	atomic_fetch_add(&req->w->nwaiting, 1);
+	event_active(req->w->signal_ev, EV_READ, 0);
 	return 0;
 }
 
@@ -2176,6 +2270,9 @@ worker_teardown(struct worker *w)
 	}
 	if (w->wake_ev)
 		event_free(w->wake_ev);
+	if (w->signal_ev)
+		event_free(w->signal_ev);
+	w->signal_ev = NULL;
 	if (w->drain_ev)
 		event_free(w->drain_ev);
 	if (w->fix_ev)
@@ -2195,7 +2292,9 @@ worker_main(void *arg)
 	struct worker *w = arg;
 
 	cur_worker = w;
+	signal_register(w);
 	event_base_dispatch(w->base);
+	signal_unregister(w);
 	worker_teardown(w);
 	return NULL;
 }
@@ -2298,10 +2397,15 @@ worker_init(struct cm_http *http, struct worker *w, int fd,
 			     ? event_new(w->base, w->wake_fd,
 					 EV_READ | EV_PERSIST, wake_cb, w)
 			     : NULL;
+	w->signal_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w->signal_ev = w->signal_fd >= 0
+			       ? event_new(w->base, w->signal_fd,
+					   EV_READ | EV_PERSIST, signal_cb, w)
+			       : NULL;
 	w->drain_ev = evtimer_new(w->base, drain_cb, w);
 	w->fix_ev = event_new(w->base, -1, 0, fix_cb, w);
-	if (!w->wake_ev || !w->drain_ev || !w->fix_ev ||
-	    event_add(w->wake_ev, NULL)) {
+	if (!w->wake_ev || !w->signal_ev || !w->drain_ev || !w->fix_ev ||
+	    event_add(w->wake_ev, NULL) || event_add(w->signal_ev, NULL)) {
 		snprintf(errbuf, CM_ERRBUF_LEN, "libevent set-up failed");
 		return CM_EIO;
 	}
@@ -2315,7 +2419,7 @@ workers_init(struct cm_http *http, char errbuf[CM_ERRBUF_LEN])
 	int i, fd, port = http->cfg.port, rc;
 
 	for (i = 0; i < http->nworkers; i++)
-		http->workers[i].wake_fd = -1;
+		http->workers[i].wake_fd = http->workers[i].signal_fd = -1;
 	for (i = 0; i < http->nworkers; i++) {
 		fd = listen_socket(http->cfg.bind_addr, port, errbuf);
 		if (fd < 0)
@@ -2345,6 +2449,8 @@ workers_free(struct cm_http *http)
 			worker_teardown(w);
 		if (w->wake_fd >= 0)
 			close(w->wake_fd);
+		if (w->signal_fd >= 0)
+			close(w->signal_fd);
 	}
 	free(http->workers);
 	http->workers = NULL;

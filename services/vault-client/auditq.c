@@ -39,12 +39,13 @@ struct vc_auditq {
 	pthread_t thread;
 	vc_auditq_write_fn fn;
 	void *ctx;
+	void (*resolved_fn)(void); /* after each batch, outside the lock */
 	int flush_ms;
 	struct row *ring; /* max rows, FIFO */
 	size_t max, head, count;
 	uint64_t next_ticket; /* the ticket of the next row added */
 	/* every ticket <= resolved is written or failed: read without the
-	   lock by waiting readers, who poll it every millisecond */
+	   lock by waiting readers, who look when resolved_fn wakes them */
 	_Atomic uint64_t resolved;
 	struct result results[AUDITQ_RESULTS];
 	size_t nresults; /* batches resolved so far */
@@ -140,7 +141,8 @@ flusher(void *arg)
 			break;
 		/* the first row after a quiet spell waits flush_ms for
 		   company; rows that came during a write go at once */
-		if (waited && q->count < AUDITQ_BATCH && !q->stopping) {
+		if (waited && q->flush_ms > 0 && q->count < AUDITQ_BATCH &&
+		    !q->stopping) {
 			pthread_mutex_unlock(&q->mu);
 			sleep_ms(q->flush_ms);
 			pthread_mutex_lock(&q->mu);
@@ -154,6 +156,11 @@ flusher(void *arg)
 		res->last = first + n - 1;
 		res->ok = rc == 0;
 		atomic_store(&q->resolved, res->last);
+		if (q->resolved_fn) {
+			pthread_mutex_unlock(&q->mu);
+			q->resolved_fn();
+			pthread_mutex_lock(&q->mu);
+		}
 	}
 	pthread_mutex_unlock(&q->mu);
 	free(batch);
@@ -161,7 +168,8 @@ flusher(void *arg)
 }
 
 struct vc_auditq *
-vc_auditq_new(size_t max, int flush_ms, vc_auditq_write_fn fn, void *ctx)
+vc_auditq_new(size_t max, int flush_ms, vc_auditq_write_fn fn, void *ctx,
+	      void (*resolved_fn)(void))
 {
 	struct vc_auditq *q = cm_xcalloc(1, sizeof(*q));
 
@@ -169,7 +177,8 @@ vc_auditq_new(size_t max, int flush_ms, vc_auditq_write_fn fn, void *ctx)
 	pthread_cond_init(&q->cond, NULL);
 	q->fn = fn;
 	q->ctx = ctx;
-	q->flush_ms = flush_ms > 0 ? flush_ms : 1;
+	q->resolved_fn = resolved_fn;
+	q->flush_ms = flush_ms > 0 ? flush_ms : 0; /* 0: no wait */
 	q->max = max > 0 ? max : 1;
 	q->ring = cm_xcalloc(q->max, sizeof(*q->ring));
 	q->next_ticket = 1;

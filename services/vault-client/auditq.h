@@ -5,12 +5,14 @@
  * PostgreSQL commits. Instead a read queues its row here and gets a
  * ticket; a thread hands everything queued (at most 500 rows) to the
  * writer in one call (one transaction, store.c): the first row after a
- * quiet spell waits flush_ms for others, rows that arrive while a batch
- * is being written go in the next batch at once (group commit). The reader
- * answers only once its ticket is written, and answers 503 when the batch
- * failed or the queue was full: no value is ever sent before the record of its
- * access is committed, exactly as with one transaction per read; only the
- * commits are shared.
+ * quiet spell waits flush_ms (0: not at all) for others, rows that arrive
+ * while a batch is being written go in the next batch at once (group
+ * commit). After each batch the queue calls resolved_fn (vault-client
+ * passes cm_http_signal, so readers parked with cm_req_wait look at their
+ * tickets; nothing polls). The reader answers only once its ticket is
+ * written, and answers 503 when the batch failed or the queue was full: no
+ * value is ever sent before the record of its access is committed, exactly
+ * as with one transaction per read; only the commits are shared.
  *
  * Rows are copied (bounded fields, cut to size). Tickets grow from 1 in
  * the order rows were queued, and batches are contiguous runs of them.
@@ -36,10 +38,11 @@ struct vc_auditq;
 typedef int (*vc_auditq_write_fn)(const struct vc_audit *rows, size_t n,
 				  void *ctx, char errbuf[CM_ERRBUF_LEN]);
 
-/* vc_auditq_new - a queue of at most max rows flushed every flush_ms
-   (>= 1) by a new thread; NULL when the thread cannot start. */
+/* vc_auditq_new - a queue of at most max rows written by a new thread
+   (flush_ms >= 0 as above; resolved_fn may be NULL); NULL when the thread
+   cannot start. */
 struct vc_auditq *vc_auditq_new(size_t max, int flush_ms, vc_auditq_write_fn fn,
-				void *ctx);
+				void *ctx, void (*resolved_fn)(void));
 /* vc_auditq_free - write what is queued, stop the thread; accepts NULL. */
 void vc_auditq_free(struct vc_auditq *q);
 /* vc_auditq_add - queue a copy of a; its ticket, or 0 when full. */

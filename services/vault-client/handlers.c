@@ -382,8 +382,9 @@ pending_tick(struct cm_req *req, void *arg)
 }
 
 /* Send the answer of a read (body owned, or the recorded status) once
-   its audit row is written: deferred, checked every millisecond on this
-   worker, so the worker serves others meanwhile. */
+   its audit row is written: deferred, and looked at again each time the
+   audit queue signals a written batch (cm_req_wait), so the worker
+   serves others meanwhile. */
 static void
 read_finish(struct cm_req *req, struct call *c, char *body, size_t len,
 	    int status)
@@ -398,12 +399,12 @@ read_finish(struct cm_req *req, struct call *c, char *body, size_t len,
 		p = cm_xcalloc(1, sizeof(*p));
 		*p = (struct pending_read){ PENDING_MAGIC, c->vc, c->ticket,
 					    body,	   len,	  status };
-		if (cm_req_every(d, 1, pending_tick, p) == 0)
+		if (cm_req_wait(d, pending_tick, p) == 0)
 			return;
 		free(p);
 		req = d;
 	}
-	while (state == 0) { /* no timer: wait here (never seen) */
+	while (state == 0) { /* cannot wait: wait here (never seen) */
 		struct timespec ts = { 0, 1000000L };
 
 		nanosleep(&ts, NULL);

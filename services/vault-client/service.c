@@ -79,9 +79,14 @@ const struct cm_config_item vc_config[] = {
 	  "how long reads are cached in memory (0: no cache)" },
 	{ "VAULT_CACHE_MAX", CM_CFG_INT, "10000", 1, 1000000, 0,
 	  "most cached reads held" },
-	{ "VAULT_AUDIT_FLUSH_MS", CM_CFG_INT, "2", 0, 100, 0,
-	  "reads' audit rows are committed in batches every this many ms, "
-	  "each read answered once its row is (0: one transaction per read)" },
+	{ "VAULT_AUDIT_BATCHED", CM_CFG_BOOL, "true", 0, 0, 0,
+	  "reads' audit rows are committed in shared transactions (group "
+	  "commit), each read answered once its row is (false: one "
+	  "transaction per read)" },
+	{ "VAULT_AUDIT_FLUSH_MS", CM_CFG_INT, "0", 0, 100, 0,
+	  "how long the first audit row after a quiet spell waits for others "
+	  "before its batch is written (rows that arrive during a write always "
+	  "go in the next batch at once)" },
 	{ "VAULT_AUDIT_QUEUE_MAX", CM_CFG_INT, "4096", 1, 100000, 0,
 	  "audit rows waiting for a batch; a read beyond answers 503" },
 	{ "VAULT_TEMPLATE_SERVICE", CM_CFG_STRING, NULL, 0, 31, 0,
@@ -377,11 +382,11 @@ vc_start(struct cm_service *svc, void **arg)
 		   : start_local(cfg, vc, errbuf);
 	if (rc == 0)
 		rc = start_template(cfg, vc, errbuf);
-	if (rc == 0 && cm_config_int(cfg, "VAULT_AUDIT_FLUSH_MS") > 0 &&
+	if (rc == 0 && cm_config_bool(cfg, "VAULT_AUDIT_BATCHED") &&
 	    !(vc->auditq = vc_auditq_new(
 		      (size_t)cm_config_int(cfg, "VAULT_AUDIT_QUEUE_MAX"),
 		      (int)cm_config_int(cfg, "VAULT_AUDIT_FLUSH_MS"),
-		      vc_store_audit_batch, NULL))) {
+		      vc_store_audit_batch, NULL, cm_http_signal))) {
 		snprintf(errbuf, CM_ERRBUF_LEN,
 			 "cannot start the audit writer");
 		rc = CM_EIO;

@@ -812,94 +812,73 @@ vc_store_audit(const struct vc_audit *a, char errbuf[CM_ERRBUF_LEN])
 
 /* ---- audit in batches (auditq.h) ---- */
 
-struct batch_work {
-	const struct vc_audit *rows;
-	size_t n;
-};
-
-#define BATCH_STMT_ROWS 200
-
-/* One INSERT of rows[0..n) (same scope, same tenant). */
-static int
-insert_run(PGconn *conn, const struct vc_audit *rows, size_t n,
-	   char errbuf[CM_ERRBUF_LEN])
+/* Append s to an array literal as one element: quoted, or NULL. */
+static void
+array_put(struct cm_buf *b, const char *s)
 {
-	const bool tenant = rows[0].scope == VC_SCOPE_TENANT;
-	const int cols = tenant ? 7 : 6;
-	const char **params = cm_xcalloc(n * (size_t)cols, sizeof(*params));
-	struct cm_buf q = CM_BUF_INIT(0);
-	size_t i;
-	int c, k = 0, rc;
-
-	cm_buf_printf(&q,
-		      "INSERT INTO vault_client.%saudit (caller, op, path, "
-		      "allowed, reason, request_id%s) VALUES ",
-		      tenant ? "" : "platform_", tenant ? ", tenant_id" : "");
-	for (i = 0; i < n; i++) {
-		params[k++] = rows[i].caller;
-		params[k++] = rows[i].op;
-		params[k++] = rows[i].path;
-		params[k++] = rows[i].allowed ? "true" : "false";
-		params[k++] = rows[i].reason;
-		params[k++] = rows[i].request_id;
-		if (tenant)
-			params[k++] = rows[i].tenant_id;
-		cm_buf_puts(&q, i ? ", (" : "(");
-		for (c = 1; c <= cols; c++)
-			cm_buf_printf(&q, "%s$%d%s", c > 1 ? ", " : "",
-				      (int)i * cols + c,
-				      tenant && c == 7 ? "::uuid" : "");
-		cm_buf_putc(&q, ')');
+	cm_buf_putc(b, b->len ? ',' : '{');
+	if (!s) {
+		cm_buf_puts(b, "NULL");
+		return;
 	}
-	rc = cm_db_query(conn, cm_buf_str(&q), k, params, NULL, errbuf);
-	cm_buf_release(&q);
-	free(params);
-	return rc;
-}
-
-static bool
-same_owner(const struct vc_audit *a, const struct vc_audit *b)
-{
-	return a->scope == b->scope && (a->scope != VC_SCOPE_TENANT ||
-					!strcmp(a->tenant_id, b->tenant_id));
-}
-
-static int
-batch_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
-{
-	struct batch_work *w = arg;
-	const char *params[1];
-	size_t i = 0, j;
-	int rc = 0;
-
-	while (rc == 0 && i < w->n) {
-		for (j = i + 1; j < w->n && j - i < BATCH_STMT_ROWS &&
-				same_owner(&w->rows[i], &w->rows[j]);
-		     j++)
-			;
-		params[0] = w->rows[i].scope == VC_SCOPE_TENANT
-				    ? w->rows[i].tenant_id
-				    : "";
-		rc = cm_db_query(conn,
-				 "SELECT set_config('app.tenant_id', $1, true)",
-				 1, params, NULL, errbuf);
-		if (rc == 0)
-			rc = insert_run(conn, w->rows + i, j - i, errbuf);
-		i = j;
+	cm_buf_putc(b, '"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			cm_buf_putc(b, '\\');
+		cm_buf_putc(b, *s);
 	}
-	return rc;
+	cm_buf_putc(b, '"');
 }
 
+/* The whole batch is one call of vault_client.audit_append (migration
+   0003): one round trip and one transaction (autocommit), each column an
+   array parameter, tenant rows inserted under their own app.tenant_id
+   and platform rows (tenant NULL) into platform_audit. */
 int
 vc_store_audit_batch(const struct vc_audit *rows, size_t n, void *ctx,
 		     char errbuf[CM_ERRBUF_LEN])
 {
-	struct batch_work w = { rows, n };
+	struct cm_buf col[7];
+	const char *params[7];
+	PGconn *conn;
+	size_t i;
+	int c, rc = 0;
 
 	(void)ctx;
 	if (!n)
 		return 0;
-	return cm_db_tx(batch_work, &w, errbuf);
+	for (c = 0; c < 7; c++)
+		cm_buf_init(&col[c], 0);
+	for (i = 0; i < n; i++) {
+		array_put(&col[0], rows[i].scope == VC_SCOPE_TENANT
+					   ? rows[i].tenant_id
+					   : NULL);
+		array_put(&col[1], rows[i].caller);
+		array_put(&col[2], rows[i].op);
+		array_put(&col[3], rows[i].path);
+		array_put(&col[4], rows[i].allowed ? "t" : "f");
+		array_put(&col[5], rows[i].reason);
+		array_put(&col[6], rows[i].request_id);
+	}
+	for (c = 0; c < 7; c++) {
+		cm_buf_putc(&col[c], '}');
+		params[c] = cm_buf_str(&col[c]);
+		if (cm_buf_error(&col[c]))
+			rc = CM_ENOMEM;
+	}
+	if (rc < 0)
+		snprintf(errbuf, CM_ERRBUF_LEN, "audit batch too large");
+	else if (!(conn = cm_db_conn(errbuf)))
+		rc = CM_EIO;
+	else
+		rc = cm_db_query(conn,
+				 "SELECT vault_client.audit_append($1::uuid[], "
+				 "$2::text[], $3::text[], $4::text[], "
+				 "$5::boolean[], $6::text[], $7::text[])",
+				 7, params, NULL, errbuf);
+	for (c = 0; c < 7; c++)
+		cm_buf_release(&col[c]);
+	return rc;
 }
 
 /* ---- the tenant audit read ---- */

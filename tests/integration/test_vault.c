@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -638,6 +639,69 @@ START_TEST(test_every_access_is_audited_in_its_tenant)
 }
 END_TEST
 
+/* Reads of two tenants and of the platform at once share audit batches
+   (vault_client.audit_append): every row still lands in its own tenant,
+   or in platform_audit, exactly once. */
+#define MIX_READS 40
+
+struct mix_reader {
+	const char *caller, *tenant, *path;
+	long status[MIX_READS];
+};
+
+static void *
+mix_read(void *arg)
+{
+	struct mix_reader *m = arg;
+	int i;
+
+	for (i = 0; i < MIX_READS; i++)
+		m->status[i] =
+			status_of("GET", m->caller, m->tenant, m->path, NULL);
+	return NULL;
+}
+
+START_TEST(test_concurrent_reads_of_two_tenants_are_each_audited_once)
+{
+	struct mix_reader m[3] = {
+		{ "agents", tenant_a, "/v1/tenant/secrets/llm/mixed", { 0 } },
+		{ "agents", tenant_b, "/v1/tenant/secrets/llm/mixed", { 0 } },
+		{ "brain", NULL, "/v1/platform/secrets/brain/mixed", { 0 } },
+	};
+	pthread_t t[3];
+	char sql[512];
+	int i, j;
+
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, mix_read, &m[i]),
+				 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+	for (i = 0; i < 3; i++)
+		for (j = 0; j < MIX_READS; j++)
+			ck_assert_int_eq(m[i].status[j], 404);
+	for (i = 0; i < 2; i++) {
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM vault_client.audit WHERE "
+			 "tenant_id = '%s' AND path = 'tenants/%s/llm/mixed' "
+			 "AND caller = 'agents' AND allowed AND op = 'read'",
+			 m[i].tenant, m[i].tenant);
+		ck_assert_int_eq(query_long(sql), MIX_READS);
+	}
+	ck_assert_int_eq(query_long("SELECT count(*) FROM vault_client.audit "
+				    "WHERE path LIKE '%/mixed'"),
+			 2 * MIX_READS);
+	ck_assert_int_eq(query_long("SELECT count(*) FROM "
+				    "vault_client.platform_audit WHERE path = "
+				    "'platform/brain/mixed' AND allowed"),
+			 MIX_READS);
+	ck_assert_int_eq(query_long("SELECT count(DISTINCT request_id) FROM "
+				    "vault_client.audit WHERE path LIKE "
+				    "'%/mixed'"),
+			 2 * MIX_READS);
+}
+END_TEST
+
 START_TEST(test_changes_publish_the_name_and_never_the_value)
 {
 	redisContext *rc;
@@ -1121,6 +1185,8 @@ make_suite(void)
 		tc,
 		test_platform_secrets_are_only_for_their_service_and_no_tenant);
 	tcase_add_test(tc, test_every_access_is_audited_in_its_tenant);
+	tcase_add_test(
+		tc, test_concurrent_reads_of_two_tenants_are_each_audited_once);
 	tcase_add_test(tc, test_changes_publish_the_name_and_never_the_value);
 	tcase_add_test(tc, test_a_write_drops_the_cached_read);
 	tcase_add_test(tc, test_a_moved_ciphertext_fails_to_decrypt);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jwt.h>
 #include <openssl/bio.h>
@@ -1264,6 +1265,90 @@ START_TEST(test_short_secret_or_bad_names_are_refused_for_service_tokens)
 }
 END_TEST
 
+/* The per-thread cache of verified tokens (auth.c) must never accept what
+   a full verification would refuse: another key, audience or service, a
+   changed byte, a token past exp, or a jti revoked since it was cached. */
+START_TEST(test_cached_token_is_only_accepted_where_it_was_verified)
+{
+	struct cm_auth *a = new_auth(CM_JWT_HS256, SECRET, 0);
+	struct cm_auth *other_key = new_auth(CM_JWT_HS256, SECRET "-2", 0);
+	struct cm_auth_config cfg = {
+		.alg = CM_JWT_HS256,
+		.key = (const unsigned char *)SECRET,
+		.key_len = strlen(SECRET),
+		.issuer = ISS,
+		.audience = "another-audience",
+	};
+	char errbuf[CM_ERRBUF_LEN] = "";
+	struct cm_auth *other_aud = cm_auth_new(&cfg, errbuf);
+	char *tok = user_token(CM_JWT_HS256, SECRET, ",\"jti\":\"j-2\"");
+	char *svc = NULL, *bad, *user;
+	struct cm_auth *svc_auth;
+	struct revoke_ctx ctx = { 0, "" };
+	struct cm_principal p, q;
+
+	ck_assert_ptr_nonnull(other_aud);
+	assert_accepted(a, tok, &p);
+	assert_accepted(a, tok, &q);
+	ck_assert_mem_eq(&p, &q, sizeof(p));
+	ck_assert_str_eq(q.sub, "u-1");
+	assert_refused(other_key, tok, "signature");
+	assert_refused(other_aud, tok, "audience");
+	bad = cm_xstrdup(tok);
+	bad[strlen(bad) - 2] = bad[strlen(bad) - 2] == 'A' ? 'B' : 'A';
+	assert_refused(a, bad, "signature");
+	cm_auth_set_revocation(a, revoke_j2, &ctx);
+	assert_refused(a, tok, "revoked");
+	ck_assert_int_eq(ctx.calls, 1);
+
+	ck_assert_int_eq(cm_service_token_mint(SVC_SECRET, "brain", "crm", 30,
+					       &svc, errbuf),
+			 0);
+	ck_assert_int_eq(
+		cm_service_token_verify(SVC_SECRET, "crm", svc, &p, errbuf), 0);
+	ck_assert_int_eq(
+		cm_service_token_verify(SVC_SECRET, "crm", svc, &q, errbuf), 0);
+	ck_assert_mem_eq(&p, &q, sizeof(p));
+	assert_svc_refused(SVC_SECRET, "cms", svc, "another service");
+	assert_svc_refused(SVC_SECRET "-2", "crm", svc, "signature");
+	/* a token cached as one kind is not taken as the other */
+	svc_auth = new_auth(CM_JWT_HS256, SVC_SECRET, 0);
+	assert_refused(svc_auth, svc, "iss");
+	user = user_token(CM_JWT_HS256, SVC_SECRET, "");
+	assert_accepted(svc_auth, user, &p);
+	assert_svc_refused(SVC_SECRET, "crm", user, "not a service token");
+	cm_auth_free(svc_auth);
+	free(user);
+	free(svc);
+	free(bad);
+	free(tok);
+	cm_auth_free(other_aud);
+	cm_auth_free(other_key);
+	cm_auth_free(a);
+}
+END_TEST
+
+START_TEST(test_cached_token_is_refused_once_expired)
+{
+	struct cm_auth *a = new_auth(CM_JWT_HS256, SECRET, 0);
+	int64_t exp = cm_now_s() + 1;
+	struct cm_principal p;
+	char *tok = sign(CM_JWT_HS256, SECRET,
+			 "{\"iss\":\"" ISS "\",\"aud\":\"" AUD
+			 "\",\"sub\":\"u-1\",\"exp\":%lld}",
+			 (long long)exp);
+	struct timespec ts = { 0, 50000000L };
+
+	assert_accepted(a, tok, &p);
+	assert_accepted(a, tok, &p);
+	while (cm_now_s() <= exp)
+		nanosleep(&ts, NULL);
+	assert_refused(a, tok, "expired");
+	free(tok);
+	cm_auth_free(a);
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -1305,6 +1390,9 @@ make_suite(void)
 	tcase_add_test(tc, test_bad_tenant_id_is_refused);
 	tcase_add_test(tc, test_missing_or_bad_sub_and_jti_are_refused);
 	tcase_add_test(tc, test_revocation_hook_refuses_a_revoked_jti);
+	tcase_add_test(
+		tc, test_cached_token_is_only_accepted_where_it_was_verified);
+	tcase_add_test(tc, test_cached_token_is_refused_once_expired);
 	tcase_add_test(tc, test_service_token_is_refused_as_a_user_token);
 	tcase_add_test(tc, test_sign_refuses_bad_claims_and_keys);
 	suite_add_tcase(s, tc);

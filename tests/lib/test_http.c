@@ -282,6 +282,35 @@ h_deferred(struct cm_req *req0, void *arg)
 	ck_assert_int_eq(cm_req_every(req, 30, deferred_tick, NULL), CM_EINVAL);
 }
 
+/* GET /wait/:n: deferred until wait_gate >= n, looked at only when
+   woken (cm_req_wait); wait_looks counts the looks. */
+static atomic_int wait_gate;
+static atomic_int wait_looks;
+
+static void
+wait_look(struct cm_req *req, void *arg)
+{
+	int64_t n = 0;
+
+	(void)arg;
+	atomic_fetch_add(&wait_looks, 1);
+	ck_assert_int_eq(cm_parse_i64(cm_req_param(req, "n"), 0, 100, &n), 0);
+	if (atomic_load(&wait_gate) >= n)
+		cm_req_reply(req, 200, "text/plain", "open", 4);
+}
+
+static void
+h_wait(struct cm_req *req0, void *arg)
+{
+	struct cm_req *req;
+
+	(void)arg;
+	ck_assert_int_eq(cm_req_wait(req0, wait_look, NULL), CM_EINVAL);
+	req = cm_req_defer(req0);
+	ck_assert_int_eq(cm_req_wait(req, wait_look, NULL), 0);
+	ck_assert_int_eq(cm_req_wait(req, wait_look, NULL), CM_EINVAL);
+}
+
 /* GET /stream: "a\n", then "tick\n" every 20 ms three times, then end. */
 static void
 stream_tick(struct cm_req *req, void *arg)
@@ -407,6 +436,7 @@ static const struct cm_route routes[] = {
 	{ "GET", "/public", h_order, CM_ROUTE_PUBLIC },
 	{ "GET", "/deferred/:id", h_deferred, CM_ROUTE_PUBLIC },
 	{ "GET", "/stream", h_stream, CM_ROUTE_PUBLIC },
+	{ "GET", "/wait/:n", h_wait, CM_ROUTE_PUBLIC },
 	{ "GET", "/hold", h_hold, CM_ROUTE_PUBLIC },
 	{ "GET", "/etag", h_etag, CM_ROUTE_PUBLIC },
 	CM_ROUTE_END,
@@ -1951,6 +1981,62 @@ START_TEST(test_a_deferred_request_keeps_its_params_and_query)
 }
 END_TEST
 
+struct wait_call {
+	int port;
+	const char *path;
+	struct resp r;
+	atomic_bool done;
+};
+
+static void *
+wait_call_run(void *arg)
+{
+	struct wait_call *c = arg;
+
+	http_get(c->port, c->path, &c->r);
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+/* A waiting request is looked at once when the wait begins and then only
+   when another thread signals: no polling, and nothing missed. */
+START_TEST(test_a_waiting_request_is_answered_when_signalled)
+{
+	struct wait_call c = { 0, "/wait/1", { 0 }, false };
+	struct timespec ts = { 0, 150000000L };
+	struct server s;
+	pthread_t t;
+	struct resp r;
+
+	atomic_store(&wait_gate, 0);
+	atomic_store(&wait_looks, 0);
+	server_start(&s);
+	c.port = s.port;
+	ck_assert_int_eq(pthread_create(&t, NULL, wait_call_run, &c), 0);
+	nanosleep(&ts, NULL);
+	ck_assert(!atomic_load(&c.done));
+	ck_assert_int_eq(atomic_load(&wait_looks), 1); /* the first look */
+	cm_http_signal(); /* nothing published yet: looks, stays */
+	nanosleep(&ts, NULL);
+	ck_assert(!atomic_load(&c.done));
+	ck_assert_int_eq(atomic_load(&wait_looks), 2);
+	atomic_store(&wait_gate, 1);
+	cm_http_signal();
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(c.r.status, 200);
+	ck_assert_str_eq(cm_buf_str(&c.r.body), "open");
+	ck_assert_int_eq(atomic_load(&wait_looks), 3);
+	resp_free(&c.r);
+
+	/* published before the wait began: the first look answers */
+	http_get(s.port, "/wait/1", &r);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(atomic_load(&wait_looks), 4);
+	resp_free(&r);
+	server_stop(&s);
+}
+END_TEST
+
 START_TEST(test_a_stream_is_sent_in_chunks_then_ended)
 {
 	static const char req[] = "GET /stream HTTP/1.1\r\nHost: x\r\n"
@@ -2072,6 +2158,8 @@ make_suite(void)
 	tcase_add_test(reply, test_if_match_names_a_version_or_any);
 	tcase_add_test(reply,
 		       test_a_deferred_request_keeps_its_params_and_query);
+	tcase_add_test(reply,
+		       test_a_waiting_request_is_answered_when_signalled);
 	tcase_add_test(reply, test_a_stream_is_sent_in_chunks_then_ended);
 	tcase_add_test(reply, test_a_stream_learns_that_its_client_left);
 	tcase_add_test(reply, test_stopping_ends_open_streams_within_the_drain);

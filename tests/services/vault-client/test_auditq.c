@@ -67,6 +67,15 @@ settle(struct vc_auditq *q, uint64_t t)
 	return st;
 }
 
+/* resolved_fn: batches announced */
+static atomic_int announced;
+
+static void
+announce(void)
+{
+	atomic_fetch_add(&announced, 1);
+}
+
 static void
 fake_init(struct fake *f)
 {
@@ -83,7 +92,8 @@ START_TEST(test_rows_are_written_in_batches_and_tickets_say_so)
 	int i;
 
 	fake_init(&f);
-	q = vc_auditq_new(100, 20, fake_write, &f);
+	atomic_store(&announced, 0);
+	q = vc_auditq_new(100, 20, fake_write, &f, announce);
 	ck_assert_ptr_nonnull(q);
 	for (i = 0; i < 50; i++) {
 		t[i] = vc_auditq_add(q, &a);
@@ -95,6 +105,8 @@ START_TEST(test_rows_are_written_in_batches_and_tickets_say_so)
 	ck_assert_int_eq(atomic_load(&f.rows), 50);
 	ck_assert_int_lt(atomic_load(&f.calls), 5); /* batched, not 50 */
 	vc_auditq_free(q);
+	/* every batch was announced, after its tickets resolved */
+	ck_assert_int_eq(atomic_load(&announced), atomic_load(&f.calls));
 }
 END_TEST
 
@@ -106,7 +118,7 @@ START_TEST(test_a_failed_batch_fails_its_tickets_only)
 	uint64_t bad, good;
 
 	fake_init(&f);
-	q = vc_auditq_new(10, 1, fake_write, &f);
+	q = vc_auditq_new(10, 1, fake_write, &f, NULL);
 	atomic_store(&f.fail, true);
 	bad = vc_auditq_add(q, &a);
 	ck_assert_int_eq(settle(q, bad), -1);
@@ -127,7 +139,7 @@ START_TEST(test_a_full_queue_refuses_and_free_flushes_the_rest)
 
 	fake_init(&f);
 	pthread_mutex_lock(&f.gate); /* the writer stalls on its first batch */
-	q = vc_auditq_new(4, 1, fake_write, &f);
+	q = vc_auditq_new(4, 1, fake_write, &f, NULL);
 	ck_assert_uint_ne(vc_auditq_add(q, &a), 0);
 	usleep(50 * 1000); /* the first row is now being written */
 	for (i = 0; i < 10; i++)

@@ -32,6 +32,12 @@
  * says why, for logs only (clients get a generic 401), and never holds the
  * token or key. Thread-safe: a struct cm_auth is read-only after
  * cm_auth_new and cm_auth_set_revocation.
+ *
+ * Each thread remembers its last 32 verified tokens (up to 1 KiB each):
+ * the exact token text, which key and audience (or service) accepted it,
+ * the principal, and its exp. A repeat is compared in constant time and
+ * answered from there until exp (plus leeway) passes; failures are never
+ * remembered, and the revocation callback runs on every call.
  */
 #ifndef COMMON_AUTH_H
 #define COMMON_AUTH_H

@@ -262,6 +262,18 @@ typedef void (*cm_req_tick_fn)(struct cm_req *req, void *arg);
    final call (deferred requests only; one per request; fn may make the
    final call). 0, CM_EINVAL or CM_ENOMEM. */
 int cm_req_every(struct cm_req *req, int ms, cm_req_tick_fn fn, void *arg);
+/* cm_req_wait - call fn(req, arg) on the worker thread once on the next
+   turn of its loop and then after every cm_http_signal(), until the final
+   call (deferred requests only; once per request; fn may make the final
+   call). For a request waiting on another thread's work: that thread
+   publishes its result, then calls cm_http_signal(); fn looks. No
+   polling, and no signal is missed: a result published before the wait
+   began is seen on that first call. 0, CM_EINVAL or CM_EIO. */
+int cm_req_wait(struct cm_req *req, cm_req_tick_fn fn, void *arg);
+/* cm_http_signal - wake every worker (of every server in the process)
+   that has requests in cm_req_wait, so their fns run. Thread-safe; costs
+   one eventfd write per such worker, nothing when none waits. */
+void cm_http_signal(void);
 /* cm_req_stream_begin - send status and headers (those set so far plus
    the usual ones), then the body in chunks: deferred requests only, 2xx
    with a body. 0, CM_EINVAL, or CM_EPIPE when the client is gone. */
