@@ -9,8 +9,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/mem.h"
 #include "common/redis.h"
+#include "http_internal.h"
+
+#include <event2/event.h>
+
 #include "common/banned.h"
 
 #define RL_PREFIX "bz:rl:"
@@ -77,6 +82,49 @@ static const char rate_lua[] = LUA_RATE "return {1, math.floor(tokens), 0}\n";
 static const char take_count_lua[] = LUA_RATE LUA_USAGE_KEYS("KEYS[2]")
 	LUA_COUNT "return {1, math.floor(tokens), 0}\n";
 
+/* KEYS[1] bucket, KEYS[2] "bz:usage:<tenant>"; ARGV per_minute, burst,
+   want, counter, done: take min(whole tokens, want) tokens when at least
+   one is there, and count done (calls already served from an earlier
+   lease) plus this call when it is let through. Returns {allowed, whole
+   tokens left, ms until one token, tokens taken}. */
+static const char lease_lua[] =
+	"local rate = tonumber(ARGV[1])\n"
+	"local burst = tonumber(ARGV[2])\n"
+	"local want = tonumber(ARGV[3])\n"
+	"local done = tonumber(ARGV[5])\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+	"local st = redis.call('HMGET', KEYS[1], 't', 'ts')\n"
+	"local tokens, ts = tonumber(st[1]), tonumber(st[2])\n"
+	"if not tokens or not ts then\n"
+	"  tokens = burst\n"
+	"elseif now > ts then\n"
+	"  tokens = tokens + (now - ts) * rate / 60000000\n"
+	"end\n"
+	"if tokens > burst then tokens = burst end\n"
+	"local got = 0\n"
+	"if tokens >= 1 then\n"
+	"  got = math.min(math.floor(tokens), want)\n"
+	"  tokens = tokens - got\n"
+	"  redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens),\n"
+	"             'ts', string.format('%d', now))\n"
+	"  redis.call('PEXPIRE', KEYS[1],\n"
+	"             math.ceil((burst - tokens) * 60000 / rate) + 1000)\n"
+	"end\n"
+	"local n = done + (got > 0 and 1 or 0)\n"
+	"if n > 0 then\n" LUA_USAGE_KEYS(
+		"KEYS[2]") "  redis.call('HINCRBY', day, ARGV[4], n)\n"
+			   "  redis.call('HINCRBY', month, ARGV[4], n)\n"
+			   "  redis.call('EXPIRE', day, 40 * 86400)\n"
+			   "  redis.call('EXPIRE', month, 400 * 86400)\n"
+			   "end\n"
+			   "if got == 0 then\n"
+			   "  return {0, math.floor(tokens),\n"
+			   "          math.ceil((1 - tokens) * 60000 / rate), "
+			   "0}\n"
+			   "end\n"
+			   "return {1, math.floor(tokens), 0, got}\n";
+
 /* KEYS[1] "bz:usage:<tenant>"; ARGV[1] "incr" counter n | "get" period
    counter | "all" period. The day and month are the server's (UTC). */
 static const char usage_lua[] = LUA_USAGE_KEYS(
@@ -102,6 +150,7 @@ struct script {
 static struct script rate_script = { rate_lua, "" };
 static struct script usage_script = { usage_lua, "" };
 static struct script take_count_script = { take_count_lua, "" };
+static struct script lease_script = { lease_lua, "" };
 static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -123,6 +172,7 @@ sha_init(void)
 	script_sha(&rate_script);
 	script_sha(&usage_script);
 	script_sha(&take_count_script);
+	script_sha(&lease_script);
 }
 
 /* EVALSHA s with nkeys keys (1 or 2) then nargs arguments (at most 5);
@@ -499,5 +549,341 @@ cm_usage_each(const char *tenant_id, const char *period, cm_usage_fn fn,
 		    value_of(r->element[i + 1], &v))
 			fn(r->element[i]->str, v, arg);
 	freeReplyObject(r);
+	return 0;
+}
+
+/* ---- leases (cm_rate_lease_take_async) ---- */
+
+#define LEASE_SLOTS 64
+#define LEASE_MS 1000
+
+/* Tokens this worker thread took from a bucket ahead of use. */
+struct lease {
+	char full[sizeof(RL_PREFIX) + CM_RATE_KEY_MAX]; /* "" when free */
+	char usage[64];
+	char counter[CM_USAGE_COUNTER_MAX + 1];
+	long tokens;	  /* reserved, not used yet */
+	long used;	  /* served from the reserve, not counted yet */
+	long remaining;	  /* the bucket's whole tokens at the last take */
+	int64_t until_ms; /* the reserve is dropped after */
+	struct lease_call *call; /* the refill in flight, or NULL */
+};
+
+static __thread struct lease leases[LEASE_SLOTS];
+static __thread struct event *lease_timer;
+static __thread bool lease_exit_hooked;
+
+static struct lease *
+lease_slot(const char *full)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *full; full++)
+		h = (h ^ (unsigned char)*full) * 1099511628211ULL;
+	return &leases[h % LEASE_SLOTS];
+}
+
+static void
+lease_flushed(redisReply *r, const char *err, void *arg)
+{
+	long n = (long)(intptr_t)arg;
+
+	if (!r || r->type == REDIS_REPLY_ERROR)
+		cm_log_warn("usage: %ld calls not counted: %s", n,
+			    r && r->str ? r->str
+			    : err	? err
+					: "?");
+}
+
+/* Count l->used now (asynchronously when possible) and clear it. */
+static void
+lease_flush(struct lease *l, bool blocking)
+{
+	char n[24], errbuf[CM_ERRBUF_LEN] = "";
+	const char *argv[7] = { "EVAL", usage_lua,  "1", l->usage,
+				"incr", l->counter, n };
+	long used = l->used;
+	int rc;
+
+	if (used <= 0)
+		return;
+	l->used = 0;
+	snprintf(n, sizeof(n), "%ld", used);
+	rc = blocking ? cm_usage_incr(l->usage + strlen(USAGE_PREFIX),
+				      l->counter, used, errbuf)
+		      : cm_redis_async_argv(7, argv, 0, lease_flushed,
+					    (void *)(intptr_t)used, errbuf);
+	if (rc < 0)
+		cm_log_warn("usage: %ld calls not counted: %s", used, errbuf);
+}
+
+/* Every second while calls are served from reserves: count them. */
+static void
+lease_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int i;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (i = 0; i < LEASE_SLOTS; i++)
+		lease_flush(&leases[i], false);
+}
+
+static void
+lease_exit(void *arg)
+{
+	int i;
+
+	(void)arg;
+	for (i = 0; i < LEASE_SLOTS; i++) {
+		lease_flush(&leases[i], true);
+		leases[i].full[0] = '\0';
+	}
+	if (lease_timer)
+		event_free(lease_timer);
+	lease_timer = NULL;
+	lease_exit_hooked = false;
+}
+
+static void
+lease_timer_arm(void)
+{
+	struct timeval tv = { LEASE_MS / 1000, (LEASE_MS % 1000) * 1000 };
+
+	if (!lease_timer) {
+		struct event_base *base = cm_http_worker_base_();
+
+		if (!base)
+			return;
+		if (!lease_exit_hooked)
+			lease_exit_hooked =
+				cm_http_worker_at_exit_(lease_exit, NULL) == 0;
+		if (!lease_exit_hooked ||
+		    !(lease_timer = evtimer_new(base, lease_timer_cb, NULL)))
+			return;
+	}
+	if (!evtimer_pending(lease_timer, NULL))
+		evtimer_add(lease_timer, &tv);
+}
+
+/* A take waiting for the refill in flight. */
+struct lease_waiter {
+	cm_rate_fn fn;
+	void *arg;
+	struct lease_waiter *next;
+};
+
+/* One refill in flight, and the takes that arrived meanwhile. */
+struct lease_call {
+	cm_rate_fn fn;
+	void *arg;
+	long per_minute, burst, batch;
+	long done; /* counted by this call */
+	bool evaled;
+	struct lease_waiter *waiters, **tail;
+	char key[CM_RATE_KEY_MAX + 1];
+	char tenant[40];
+	char full[sizeof(RL_PREFIX) + CM_RATE_KEY_MAX];
+	char usage[64];
+	char counter[CM_USAGE_COUNTER_MAX + 1];
+	char a[4][24]; /* per_minute, burst, want, done */
+};
+
+static int lease_send(struct lease_call *c, char errbuf[CM_ERRBUF_LEN]);
+
+static bool
+lease_is(const struct lease *l, const char *full, const char *usage,
+	 const char *counter)
+{
+	return !strcmp(l->full, full) && !strcmp(l->usage, usage) &&
+	       !strcmp(l->counter, counter);
+}
+
+/* The waiters of a finished refill: served from the reserve while it
+   lasts, refused alike when the bucket was found empty, else queued
+   behind a new refill. */
+static void
+lease_waiters(struct lease_call *c, struct lease *l, bool ours,
+	      const struct cm_rate_result *res)
+{
+	char errbuf[CM_ERRBUF_LEN];
+	struct lease_waiter *w;
+	struct cm_rate_result out;
+
+	while ((w = c->waiters)) {
+		c->waiters = w->next;
+		out = *res;
+		if (ours && l->tokens > 0) {
+			l->tokens--;
+			l->used++;
+			lease_timer_arm();
+			out.allowed = true;
+			out.retry_after_ms = 0;
+			out.remaining = l->remaining + l->tokens;
+			w->fn(0, &out, NULL, w->arg);
+		} else if (!res->allowed) {
+			w->fn(0, &out, NULL, w->arg);
+		} else if (cm_rate_lease_take_async(
+				   c->key, c->per_minute, c->burst, c->batch,
+				   c->tenant, c->counter, w->fn, w->arg,
+				   errbuf) < 0) {
+			w->fn(CM_EIO, NULL, errbuf, w->arg);
+		}
+		free(w);
+	}
+}
+
+static void
+lease_done(redisReply *r, const char *err, void *arg)
+{
+	struct lease_call *c = arg;
+	char errbuf[CM_ERRBUF_LEN] = "";
+	struct cm_rate_result out = { 0 };
+	struct lease *l = lease_slot(c->full);
+	bool ours = lease_is(l, c->full, c->usage, c->counter);
+	long long allowed, left, wait, got;
+	struct lease_waiter *w;
+	int rc = CM_EIO;
+
+	if (r && r->type == REDIS_REPLY_ERROR && !c->evaled &&
+	    !strncmp(r->str, "NOSCRIPT", 8)) {
+		c->evaled = true;
+		if (lease_send(c, errbuf) == 0)
+			return; /* still in flight, as an EVAL */
+		r = NULL;
+		err = errbuf;
+	}
+	if (ours && l->call == c)
+		l->call = NULL;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+	    int_reply(r->element[0], &allowed) &&
+	    int_reply(r->element[1], &left) &&
+	    int_reply(r->element[2], &wait) && int_reply(r->element[3], &got)) {
+		rc = 0;
+		if (ours && got > 1) {
+			l->tokens += (long)got - 1;
+			l->until_ms = cm_now_ms() + LEASE_MS;
+		}
+		if (ours)
+			l->remaining = (long)left;
+		out.allowed = allowed == 1;
+		out.remaining = (long)left + (ours ? l->tokens : 0);
+		out.retry_after_ms = (long)wait;
+		out.limit = c->burst;
+	} else if (r) {
+		cm_errf(errbuf, "ratelimit: %.200s",
+			r->type == REDIS_REPLY_ERROR ? r->str
+						     : "unexpected reply");
+		err = errbuf;
+	}
+	if (rc < 0 && ours)
+		l->used += c->done; /* not counted: try again later */
+	c->fn(rc, rc == 0 ? &out : NULL, err, c->arg);
+	if (rc == 0) {
+		lease_waiters(c, l, ours, &out);
+	} else {
+		while ((w = c->waiters)) {
+			c->waiters = w->next;
+			w->fn(rc, NULL, err, w->arg);
+			free(w);
+		}
+	}
+	free(c);
+}
+
+static int
+lease_send(struct lease_call *c, char errbuf[CM_ERRBUF_LEN])
+{
+	const char *argv[10] = { "EVALSHA",  lease_script.sha, "2",	c->full,
+				 c->usage,   c->a[0],	       c->a[1], c->a[2],
+				 c->counter, c->a[3] };
+
+	pthread_once(&sha_once, sha_init);
+	if (c->evaled || !lease_script.sha[0]) {
+		c->evaled = true;
+		argv[0] = "EVAL";
+		argv[1] = lease_script.lua;
+	}
+	return cm_redis_async_argv(10, argv, 0, lease_done, c, errbuf);
+}
+
+int
+cm_rate_lease_take_async(const char *key, long per_minute, long burst,
+			 long batch, const char *tenant_id, const char *counter,
+			 cm_rate_fn fn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	char full[sizeof(RL_PREFIX) + CM_RATE_KEY_MAX], usage[64];
+	struct cm_rate_result out = { 0 };
+	struct lease_waiter *w;
+	struct lease_call *c;
+	struct lease *l;
+	int64_t now = cm_now_ms();
+	int rc;
+
+	if (!fn || !take_args_ok(key, per_minute, burst, 1) || batch < 1 ||
+	    batch > burst || !cm_usage_counter_valid(counter)) {
+		cm_errf(errbuf, "ratelimit: bad key, rate, burst, batch or "
+				"counter");
+		return CM_EINVAL;
+	}
+	if (!cm_http_worker_base_()) {
+		cm_errf(errbuf, "ratelimit: leases need an HTTP worker thread");
+		return CM_EINVAL;
+	}
+	if ((rc = usage_prefix(tenant_id, usage, errbuf)) < 0)
+		return rc;
+	snprintf(full, sizeof(full), RL_PREFIX "%s", key);
+	l = lease_slot(full);
+	if (!lease_is(l, full, usage, counter)) {
+		lease_flush(l, false); /* another bucket's slot */
+		memset(l, 0, sizeof(*l));
+		cm_strlcpy(l->full, full, sizeof(l->full));
+		cm_strlcpy(l->usage, usage, sizeof(l->usage));
+		cm_strlcpy(l->counter, counter, sizeof(l->counter));
+	}
+	if (now >= l->until_ms)
+		l->tokens = 0; /* a stale reserve is dropped, not used */
+	if (l->tokens > 0) {
+		l->tokens--;
+		l->used++;
+		lease_timer_arm();
+		out.allowed = true;
+		out.remaining = l->remaining + l->tokens;
+		out.limit = burst;
+		fn(0, &out, NULL, arg);
+		return 0;
+	}
+	if (l->call) { /* a refill is on its way: wait for it */
+		w = cm_xcalloc(1, sizeof(*w));
+		w->fn = fn;
+		w->arg = arg;
+		*l->call->tail = w;
+		l->call->tail = &w->next;
+		return 0;
+	}
+	c = cm_xcalloc(1, sizeof(*c));
+	c->fn = fn;
+	c->arg = arg;
+	c->per_minute = per_minute;
+	c->burst = burst;
+	c->batch = batch;
+	c->done = l->used;
+	c->tail = &c->waiters;
+	cm_strlcpy(c->key, key, sizeof(c->key));
+	cm_strlcpy(c->tenant, tenant_id, sizeof(c->tenant));
+	cm_strlcpy(c->full, full, sizeof(c->full));
+	cm_strlcpy(c->usage, usage, sizeof(c->usage));
+	cm_strlcpy(c->counter, counter, sizeof(c->counter));
+	snprintf(c->a[0], sizeof(c->a[0]), "%ld", per_minute);
+	snprintf(c->a[1], sizeof(c->a[1]), "%ld", burst);
+	snprintf(c->a[2], sizeof(c->a[2]), "%ld", batch);
+	snprintf(c->a[3], sizeof(c->a[3]), "%ld", c->done);
+	if ((rc = lease_send(c, errbuf)) < 0) {
+		free(c);
+		return rc;
+	}
+	l->used = 0; /* counted by the call now in flight */
+	l->call = c;
 	return 0;
 }

@@ -2,6 +2,8 @@
    buckets (burst, cost, refill, retry_after, the server's clock, expiry,
    two replicas sharing one bucket) and the usage counters. */
 #include "common/ratelimit.h"
+#include "common/http.h"
+#include "common/json.h"
 #include "common/mem.h"
 #include "common/redis.h"
 
@@ -12,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "svc.h"
 #include "testutil.h"
 #include "common/banned.h"
 
@@ -556,6 +559,248 @@ START_TEST(test_take_and_count_counts_only_what_it_lets_through)
 }
 END_TEST
 
+/* ---- leases: cm_rate_lease_take_async on a real HTTP worker ---- */
+
+/* GET /lease/:key/:tenant?pm=&burst=&batch= - one leased take; answers
+   {"allowed", "remaining", "limit"} or 503 with the error. */
+static void
+lease_answer(int rc, const struct cm_rate_result *r, const char *err, void *arg)
+{
+	struct cm_req *req = arg;
+	cJSON *j;
+
+	if (rc < 0) {
+		cm_req_fail(req, 503, "unavailable", "%s", err ? err : "?");
+		cm_req_reply_json(req, 503, NULL);
+		return;
+	}
+	j = cJSON_CreateObject();
+	cJSON_AddBoolToObject(j, "allowed", r->allowed);
+	cJSON_AddNumberToObject(j, "remaining", (double)r->remaining);
+	cJSON_AddNumberToObject(j, "limit", (double)r->limit);
+	cm_req_reply_json(req, 200, j);
+	cJSON_Delete(j);
+}
+
+static long
+query_long(struct cm_req *req, const char *name)
+{
+	int64_t v = 0;
+
+	ck_assert_int_eq(
+		cm_parse_i64(cm_req_query(req, name), 1, CM_RATE_MAX, &v), 0);
+	return (long)v;
+}
+
+static void
+h_lease(struct cm_req *req0, void *arg)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	long pm = query_long(req0, "pm"), burst = query_long(req0, "burst");
+	long batch = query_long(req0, "batch");
+	struct cm_req *req = cm_req_defer(req0);
+
+	(void)arg;
+	ck_assert_ptr_nonnull(req);
+	if (cm_rate_lease_take_async(cm_req_param(req, "key"), pm, burst, batch,
+				     cm_req_param(req, "tenant"), "api_calls",
+				     lease_answer, req, errbuf) < 0) {
+		cm_req_fail(req, 400, "bad_request", "%s", errbuf);
+		cm_req_reply_json(req, 400, NULL);
+	}
+}
+
+static const struct cm_route lease_routes[] = {
+	{ "GET", "/lease/:key/:tenant", h_lease, CM_ROUTE_PUBLIC },
+	CM_ROUTE_END,
+};
+
+static struct cm_http *
+lease_server(int *port)
+{
+	struct cm_http_config c;
+	char errbuf[CM_ERRBUF_LEN] = "";
+	struct cm_http *h;
+
+	memset(&c, 0, sizeof(c));
+	c.service = "test";
+	c.bind_addr = "127.0.0.1";
+	c.threads = 1;
+	h = cm_http_new(&c, lease_routes, NULL, NULL);
+	ck_assert_ptr_nonnull(h);
+	ck_assert_msg(cm_http_start(h, errbuf) == 0, "start: %s", errbuf);
+	*port = cm_http_port(h);
+	return h;
+}
+
+static void
+lease_server_stop(struct cm_http *h)
+{
+	cm_http_stop(h);
+	ck_assert_int_eq(cm_http_wait(h), 0);
+	cm_http_free(h);
+}
+
+/* One leased take through the server on port: 1 allowed, 0 refused. */
+static int
+lease_take(int port, const char *key, const char *tid, long pm, long burst,
+	   long batch)
+{
+	struct cm_test_resp r;
+	char path[256];
+	const cJSON *a;
+	int allowed;
+
+	snprintf(path, sizeof(path), "/lease/%s/%s?pm=%ld&burst=%ld&batch=%ld",
+		 key, tid, pm, burst, batch);
+	ck_assert_int_eq(cm_test_http("GET", port, path, NULL, NULL, &r), 0);
+	ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+	a = cJSON_GetObjectItemCaseSensitive(r.json, "allowed");
+	ck_assert(cJSON_IsBool(a));
+	allowed = cJSON_IsTrue(a);
+	cm_test_resp_release(&r);
+	return allowed;
+}
+
+/* The bucket's stored tokens (whole), as Redis holds them. */
+static long
+stored_tokens(const char *key)
+{
+	char full[128];
+	const char *argv[3] = { "HGET", full, "t" };
+	redisReply *r;
+	double t;
+
+	snprintf(full, sizeof(full), "bz:rl:%s", key);
+	r = cmd(3, argv);
+	ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+	t = strtod(r->str, NULL);
+	freeReplyObject(r);
+	return (long)t;
+}
+
+static long long
+api_calls(const char *tid)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	long long v = -1;
+
+	ck_assert_int_eq(cm_usage_get(tid, "api_calls", "day", &v, errbuf), 0);
+	return v;
+}
+
+/* A worker reserves `batch` tokens at once, serves the next takes from
+   them, and never lets more through than the bucket holds; what it
+   served is counted by its timer within about a second. */
+START_TEST(test_a_lease_reserves_tokens_and_never_exceeds_the_bucket)
+{
+	char k[96], tid[37];
+	struct cm_http *h;
+	int port, i, allowed = 0;
+	struct timespec ts = { 0, 100000000L };
+
+	bucket(k, "lease");
+	ck_assert_int_eq(cm_uuid_v4(tid), 0);
+	h = lease_server(&port);
+	ck_assert_int_eq(lease_take(port, k, tid, 1, 25, 10), 1);
+	ck_assert_int_eq(stored_tokens(k), 15); /* 10 reserved, 1 used */
+	allowed = 1;
+	for (i = 0; i < 9; i++)
+		allowed += lease_take(port, k, tid, 1, 25, 10);
+	ck_assert_int_eq(allowed, 10);
+	ck_assert_int_eq(stored_tokens(k), 15); /* served from the reserve */
+	for (i = 0; i < 30; i++)
+		allowed += lease_take(port, k, tid, 1, 25, 10);
+	ck_assert_int_eq(allowed, 25); /* 10 + 10 + 5, then refused */
+	for (i = 0; i < 30 && api_calls(tid) < 25; i++)
+		nanosleep(&ts, NULL);
+	ck_assert_int_eq(api_calls(tid), 25);
+	lease_server_stop(h);
+	ck_assert_int_eq(api_calls(tid), 25);
+}
+END_TEST
+
+struct lease_client {
+	int port;
+	const char *key, *tid;
+	int allowed;
+};
+
+static void *
+lease_client_run(void *arg)
+{
+	struct lease_client *c = arg;
+	int i;
+
+	for (i = 0; i < 10; i++)
+		c->allowed += lease_take(c->port, c->key, c->tid, 1, 25, 10);
+	return NULL;
+}
+
+/* Takes that arrive while a refill is in flight wait for it and share
+   what it brought: eight clients at once still get exactly the burst. */
+START_TEST(test_concurrent_leased_takes_get_exactly_the_burst)
+{
+	struct lease_client c[8];
+	pthread_t t[8];
+	char k[96], tid[37];
+	struct cm_http *h;
+	int port, i, allowed = 0;
+	struct timespec ts = { 0, 100000000L };
+
+	bucket(k, "lease-burst");
+	ck_assert_int_eq(cm_uuid_v4(tid), 0);
+	h = lease_server(&port);
+	for (i = 0; i < 8; i++) {
+		c[i] = (struct lease_client){ port, k, tid, 0 };
+		ck_assert_int_eq(
+			pthread_create(&t[i], NULL, lease_client_run, &c[i]),
+			0);
+	}
+	for (i = 0; i < 8; i++) {
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+		allowed += c[i].allowed;
+	}
+	ck_assert_int_eq(allowed, 25);
+	for (i = 0; i < 30 && api_calls(tid) < 25; i++)
+		nanosleep(&ts, NULL);
+	ck_assert_int_eq(api_calls(tid), 25);
+	lease_server_stop(h);
+	ck_assert_int_eq(api_calls(tid), 25);
+}
+END_TEST
+
+/* Two replicas with their own reserves share one bucket: together they
+   let exactly the burst through. Stopping a worker counts what it
+   served from its reserve at once. */
+START_TEST(test_two_replicas_leasing_share_the_bucket_and_count_on_stop)
+{
+	char k[96], tid[37];
+	struct cm_http *a, *b;
+	int pa, pb, i, allowed = 0;
+
+	bucket(k, "lease2");
+	ck_assert_int_eq(cm_uuid_v4(tid), 0);
+	a = lease_server(&pa);
+	b = lease_server(&pb);
+	for (i = 0; i < 20; i++) {
+		allowed += lease_take(pa, k, tid, 1, 30, 8);
+		allowed += lease_take(pb, k, tid, 1, 30, 8);
+	}
+	ck_assert_int_eq(allowed, 30);
+	lease_server_stop(a);
+	lease_server_stop(b);
+	ck_assert_int_eq(api_calls(tid), 30);
+
+	/* batch 1 is the plain take: nothing reserved */
+	bucket(k, "lease3");
+	a = lease_server(&pa);
+	ck_assert_int_eq(lease_take(pa, k, tid, 1, 5, 1), 1);
+	ck_assert_int_eq(stored_tokens(k), 4);
+	lease_server_stop(a);
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -586,6 +831,12 @@ make_suite(void)
 	tcase_add_test(tc, test_bad_usage_inputs_are_refused_before_redis);
 	tcase_add_test(tc,
 		       test_take_and_count_counts_only_what_it_lets_through);
+	tcase_add_test(
+		tc, test_a_lease_reserves_tokens_and_never_exceeds_the_bucket);
+	tcase_add_test(
+		tc,
+		test_two_replicas_leasing_share_the_bucket_and_count_on_stop);
+	tcase_add_test(tc, test_concurrent_leased_takes_get_exactly_the_burst);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -81,6 +81,32 @@ int cm_rate_take_count_async(const char *key, long per_minute, long burst,
 			     const char *counter, long n, cm_rate_fn fn,
 			     void *arg, char errbuf[CM_ERRBUF_LEN]);
 
+/* cm_rate_lease_take_async - the gateway's per-request take of one token
+   and count of one call (as cm_rate_take_count_async with cost 1, n 1),
+   with the tokens reserved by this HTTP worker thread up to `batch`
+   (1..burst) at a time: a take that finds a reserve of the same bucket
+   (taken less than 1 s ago) is answered from it at once - fn runs before
+   this returns - and costs no Redis call. Otherwise one asynchronous call
+   takes min(whole tokens there, batch) tokens, lets this call through
+   when at least one was there, and counts the calls served from the
+   previous reserve together with this one; takes of the same bucket that
+   arrive meanwhile wait for that call and are served from what it
+   brought (refused alike when it found the bucket empty, queued behind
+   the next refill when it brought too few). So:
+   - never more calls are let through than the bucket holds: a reserve
+     is part of the bucket, taken out of it; a reserve left unused for
+     1 s is dropped, so a tenant at its limit may be refused up to
+     batch - 1 calls per worker early, never late. batch 1 is exact.
+   - calls served from a reserve are counted on the next refill or within
+     about 1 s by a timer on the worker, and when the worker stops.
+   - remaining (X-RateLimit-Remaining) is the bucket's tokens at the last
+     refill plus this worker's reserve.
+   0, or CM_EINVAL / CM_EIO and fn is not called. */
+int cm_rate_lease_take_async(const char *key, long per_minute, long burst,
+			     long batch, const char *tenant_id,
+			     const char *counter, cm_rate_fn fn, void *arg,
+			     char errbuf[CM_ERRBUF_LEN]);
+
 /* cm_usage_incr - add n (1..CM_USAGE_INCR_MAX) to the tenant's counter
    for today and for this month. 0 or CM_E*. */
 int cm_usage_incr(const char *tenant_id, const char *counter, long n,
