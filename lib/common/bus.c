@@ -507,6 +507,116 @@ out:
 	return rc;
 }
 
+/* One asynchronous publish in flight. */
+struct publish_async {
+	cm_bus_published_fn fn;
+	void *arg;
+	bool scripted; /* the script (not a plain XADD) was sent */
+	bool evaled;   /* ... as EVAL */
+	char key[CM_BUS_KEY_LEN];
+	char type[BUS_MAX_TYPE + 1];
+	char *text;
+};
+
+static int publish_async_send(struct publish_async *p,
+			      char errbuf[CM_ERRBUF_LEN]);
+
+static void
+publish_async_done(redisReply *r, const char *err, void *arg)
+{
+	struct publish_async *p = arg;
+	char errbuf[CM_ERRBUF_LEN] = "";
+	struct known_stream *k;
+	const char *id = NULL;
+
+	if (r && r->type == REDIS_REPLY_ERROR && p->scripted && !p->evaled &&
+	    !strncmp(r->str, "NOSCRIPT", 8)) {
+		p->evaled = true;
+		if (publish_async_send(p, errbuf) == 0)
+			return; /* answered by the EVAL */
+		r = NULL;
+		err = errbuf;
+	}
+	if (r && r->type == REDIS_REPLY_STRING) {
+		id = r->str;
+		if (p->scripted) {
+			k = known_slot(p->key);
+			cm_strlcpy(k->key, p->key, sizeof(k->key));
+			k->until_ms = cm_now_ms() + BUS_KNOWN_MS;
+		}
+		bus_count("bz_bus_published_total", "Events published.", NULL,
+			  p->type);
+	} else if (r) {
+		cm_errf(errbuf, "redis publish: %.200s",
+			r->type == REDIS_REPLY_ERROR ? r->str
+						     : "unexpected reply");
+		err = errbuf;
+	}
+	p->fn(id ? 0 : CM_EIO, id,
+	      id    ? NULL
+	      : err ? err
+		    : "redis publish",
+	      p->arg);
+	free(p->text);
+	free(p);
+}
+
+static int
+publish_async_send(struct publish_async *p, char errbuf[CM_ERRBUF_LEN])
+{
+	const char *argv[7] = { "EVALSHA",	bus_publish_sha, "2",	 p->key,
+				CM_BUS_STREAMS, p->type,	 p->text };
+	const char *xadd[7] = { "XADD",	 p->key,  "*",	  "type",
+				p->type, "event", p->text };
+	struct known_stream *k = known_slot(p->key);
+
+	if (!p->scripted && cm_now_ms() < k->until_ms &&
+	    !strcmp(k->key, p->key))
+		return cm_redis_async_argv(7, xadd, 0, publish_async_done, p,
+					   errbuf);
+	p->scripted = true;
+	pthread_once(&bus_sha_once, publish_sha_init);
+	if (p->evaled || !bus_publish_sha[0]) {
+		p->evaled = true;
+		argv[0] = "EVAL";
+		argv[1] = bus_publish_lua;
+	}
+	return cm_redis_async_argv(7, argv, 0, publish_async_done, p, errbuf);
+}
+
+int
+cm_bus_publish_async(const char *tenant_id, cJSON *env, cm_bus_published_fn fn,
+		     void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct publish_async *p;
+	char *text = NULL;
+	int rc;
+
+	if (!fn) {
+		cm_errf(errbuf, "publish: no callback");
+		return CM_EINVAL;
+	}
+	if ((rc = bus_set_tenant(tenant_id, env, errbuf)) < 0 ||
+	    (rc = validate_text(env, &text, errbuf)) < 0) {
+		free(text);
+		return rc;
+	}
+	p = cm_xcalloc(1, sizeof(*p));
+	p->fn = fn;
+	p->arg = arg;
+	p->text = text;
+	cm_strlcpy(p->type,
+		   cJSON_GetObjectItemCaseSensitive(env, "event_type")
+			   ->valuestring,
+		   sizeof(p->type));
+	cm_bus_stream_key(tenant_id, p->key);
+	if ((rc = publish_async_send(p, errbuf)) < 0) {
+		free(p->text);
+		free(p);
+	}
+	return rc;
+}
+
 /* ---- subscriber ---- */
 
 struct cm_bus_sub {

@@ -5,6 +5,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,20 +161,77 @@ cm_is_uuid(const char *s)
 	return s[36] == '\0';
 }
 
+/* Random bytes for uuids, drawn from RAND_bytes UUID_POOL at a time per
+   thread (one call per 64 uuids instead of one each: the DRBG's locking
+   and provider lookups cost more than the bytes). A fork starts a new
+   generation, so a child never reuses its parent's pool. Used bytes are
+   wiped. */
+#define UUID_POOL (16 * 64)
+
+static atomic_uint uuid_generation;
+static pthread_once_t uuid_once = PTHREAD_ONCE_INIT;
+
+static void
+uuid_forked(void)
+{
+	atomic_fetch_add(&uuid_generation, 1);
+}
+
+static void
+uuid_init(void)
+{
+	pthread_atfork(NULL, NULL, uuid_forked);
+}
+
+static __thread struct {
+	unsigned char bytes[UUID_POOL];
+	size_t pos;
+	unsigned generation;
+	bool filled;
+} uuid_pool;
+
+static int
+uuid_bytes(unsigned char b[16])
+{
+	unsigned gen;
+
+	pthread_once(&uuid_once, uuid_init);
+	gen = atomic_load(&uuid_generation);
+	if (!uuid_pool.filled || uuid_pool.generation != gen ||
+	    uuid_pool.pos + 16 > UUID_POOL) {
+		uuid_pool.filled = false;
+		if (RAND_bytes(uuid_pool.bytes, UUID_POOL) != 1)
+			return CM_EIO;
+		uuid_pool.filled = true;
+		uuid_pool.generation = gen;
+		uuid_pool.pos = 0;
+	}
+	memcpy(b, uuid_pool.bytes + uuid_pool.pos, 16);
+	OPENSSL_cleanse(uuid_pool.bytes + uuid_pool.pos, 16);
+	uuid_pool.pos += 16;
+	return 0;
+}
+
+static const char hex_digits[] = "0123456789abcdef";
+
 int
 cm_uuid_v4(char out[37])
 {
 	unsigned char b[16];
+	int i, o = 0;
 
-	if (RAND_bytes(b, sizeof(b)) != 1)
+	if (uuid_bytes(b) < 0)
 		return CM_EIO;
 	b[6] = (b[6] & 0x0f) | 0x40;
 	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-		 "%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-		 b[10], b[11], b[12], b[13], b[14], b[15]);
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex_digits[b[i] >> 4];
+		out[o++] = hex_digits[b[i] & 15];
+	}
+	out[o] = '\0';
+	OPENSSL_cleanse(b, sizeof(b));
 	return 0;
 }
 

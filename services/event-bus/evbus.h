@@ -33,7 +33,9 @@
 
 struct bus_registry {
 	cJSON *root;
-	const cJSON *types; /* object: type name -> {version, data} */
+	const cJSON *types;   /* object: type name -> {version, data} */
+	const cJSON **sorted; /* the entries of types by name (bsearch) */
+	size_t ntypes;
 };
 
 struct bus_audit;

@@ -156,14 +156,47 @@ take_quota(struct cm_req *req, const struct bus *bus, int n)
 			   "the event could not be stored; retry");
 }
 
-/* POST /api/events/publish - one event for the caller's tenant. */
+/* One publish waiting for Redis. */
+struct pub_call {
+	struct cm_req *req; /* deferred */
+	char event_id[80];
+};
+
+/* The stored event's answer: 202 with its ids, or 503. */
+static void
+published(int rc, const char *id, const char *err, void *arg)
+{
+	struct pub_call *c = arg;
+	cJSON *out = NULL;
+	int status = 202;
+
+	if (rc < 0) {
+		cm_log_err("publish: %s", err ? err : "?");
+		status = cm_req_fail(c->req, 503, "bus_unavailable",
+				     "the event could not be stored; retry "
+				     "with the same event_id");
+	} else {
+		out = cJSON_CreateObject();
+		cJSON_AddStringToObject(out, "event_id", c->event_id);
+		cJSON_AddStringToObject(out, "stream_id", id);
+	}
+	cm_req_reply_json(c->req, status, out);
+	cJSON_Delete(out);
+	free(c);
+}
+
+/* POST /api/events/publish - one event for the caller's tenant. The
+   checks run on the worker; the store is asynchronous (the request is
+   deferred), so a worker's publishes share its Redis connection instead
+   of each waiting for its own round trip. */
 void
 bus_handle_publish(struct cm_req *req, void *arg)
 {
 	struct bus *bus = arg;
 	const char *tenant = cm_req_tenant_id(req);
-	char errbuf[CM_ERRBUF_LEN] = "", sid[64] = "";
-	cJSON *env = NULL, *out = NULL;
+	char errbuf[CM_ERRBUF_LEN] = "";
+	struct pub_call *c;
+	cJSON *env = NULL;
 	int status = 500, rc;
 
 	if ((status = scope_check(req, "write")) != 0 ||
@@ -177,18 +210,24 @@ bus_handle_publish(struct cm_req *req, void *arg)
 	}
 	if ((status = take_quota(req, bus, 1)) != 0)
 		goto out;
-	if ((rc = cm_bus_publish(tenant, env, sid, errbuf)) < 0) {
-		cm_log_err("publish: %s", errbuf);
-		status = cm_req_fail(req, 503, "bus_unavailable",
-				     "the event could not be stored; retry "
-				     "with the same event_id");
+	c = cm_xcalloc(1, sizeof(*c));
+	cm_strlcpy(
+		c->event_id,
+		cJSON_GetObjectItemCaseSensitive(env, "event_id")->valuestring,
+		sizeof(c->event_id));
+	if (!(c->req = cm_req_defer(req))) {
+		free(c);
+		status = 500;
 		goto out;
 	}
-	out = published_item(env, sid);
-	status = 202;
+	rc = cm_bus_publish_async(cm_req_tenant_id(c->req), env, published, c,
+				  errbuf);
+	if (rc < 0)
+		published(rc, NULL, errbuf, c);
+	cJSON_Delete(env);
+	return;
 out:
-	cm_req_reply_json(req, status, out);
-	cJSON_Delete(out);
+	cm_req_reply_json(req, status, NULL);
 	cJSON_Delete(env);
 }
 

@@ -262,6 +262,48 @@ check_entries(const cJSON *types, char errbuf[CM_ERRBUF_LEN])
 	return 0;
 }
 
+static int
+entry_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const cJSON *const *)a)->string,
+		      (*(const cJSON *const *)b)->string);
+}
+
+/* The entries by name, so a publish finds its type in log n compares
+   instead of walking every registered type. */
+static void
+index_types(struct bus_registry *reg)
+{
+	const cJSON *it;
+	size_t n = 0;
+
+	cJSON_ArrayForEach(it, reg->types) n++;
+	reg->sorted = cm_xcalloc(n, sizeof(*reg->sorted));
+	n = 0;
+	cJSON_ArrayForEach(it, reg->types) reg->sorted[n++] = it;
+	qsort(reg->sorted, n, sizeof(*reg->sorted), entry_cmp);
+	reg->ntypes = n;
+}
+
+static const cJSON *
+find_type(const struct bus_registry *reg, const char *name)
+{
+	size_t lo = 0, hi = reg->ntypes, mid;
+	int c;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = strcmp(name, reg->sorted[mid]->string);
+		if (c == 0)
+			return reg->sorted[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
 int
 bus_registry_parse(const char *text, size_t len, struct bus_registry *reg,
 		   char errbuf[CM_ERRBUF_LEN])
@@ -273,6 +315,8 @@ bus_registry_parse(const char *text, size_t len, struct bus_registry *reg,
 
 	reg->root = NULL;
 	reg->types = NULL;
+	reg->sorted = NULL;
+	reg->ntypes = 0;
 	if (!root) {
 		cm_errf(errbuf, "registry: %s", msg);
 		return CM_EINVAL;
@@ -289,6 +333,7 @@ bus_registry_parse(const char *text, size_t len, struct bus_registry *reg,
 	}
 	reg->root = root;
 	reg->types = types;
+	index_types(reg);
 	return 0;
 }
 
@@ -331,8 +376,11 @@ void
 bus_registry_release(struct bus_registry *reg)
 {
 	cJSON_Delete(reg->root);
+	free(reg->sorted);
 	reg->root = NULL;
 	reg->types = NULL;
+	reg->sorted = NULL;
+	reg->ntypes = 0;
 }
 
 int
@@ -348,7 +396,7 @@ bus_registry_check(const struct bus_registry *reg, const cJSON *env,
 		cm_errf(errbuf, "field 'event_type' is required");
 		return CM_EINVAL;
 	}
-	entry = cJSON_GetObjectItemCaseSensitive(reg->types, type->valuestring);
+	entry = find_type(reg, type->valuestring);
 	if (!entry) {
 		cm_errf(errbuf, "unknown event type '%.64s'",
 			type->valuestring);

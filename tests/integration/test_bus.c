@@ -879,6 +879,41 @@ publish_leads(const char *tid, int n)
 	}
 }
 
+/* HTTP publishes are stored asynchronously: the first for a new stream
+   runs the registering script (here after SCRIPT FLUSH, so EVALSHA gets
+   NOSCRIPT and the EVAL fallback must answer), the next ones a plain
+   XADD; every one answers 202 with its entry, and all are on the stream. */
+START_TEST(test_http_publish_survives_a_flushed_script_cache)
+{
+	char tid[37], key[CM_BUS_KEY_LEN], errbuf[CM_ERRBUF_LEN] = "";
+	struct cm_test_resp r;
+	redisReply *x;
+	int i;
+
+	add_tenant(tid, "busf", "free");
+	forge_redis_init();
+	x = cm_redis_cmdf(errbuf, "SCRIPT FLUSH");
+	ck_assert_msg(x != NULL, "%s", errbuf);
+	freeReplyObject(x);
+	for (i = 0; i < 3; i++) {
+		r = call("POST", tid, "/api/events/publish", quota_event_a);
+		ck_assert_msg(r.status == 202, "%ld %s", r.status, r.body);
+		ck_assert_ptr_nonnull(strstr(r.body, "\"stream_id\":\""));
+		cm_test_resp_release(&r);
+	}
+	cm_bus_stream_key(tid, key);
+	x = cm_redis_cmdf(errbuf, "XLEN %s", key);
+	ck_assert_msg(x != NULL, "%s", errbuf);
+	ck_assert_int_eq(x->integer, 3);
+	freeReplyObject(x);
+	x = cm_redis_cmdf(errbuf, "SISMEMBER %s %s", CM_BUS_STREAMS, key);
+	ck_assert_msg(x != NULL, "%s", errbuf);
+	ck_assert_int_eq(x->integer, 1);
+	freeReplyObject(x);
+	cm_redis_shutdown();
+}
+END_TEST
+
 START_TEST(test_a_replay_redelivers_the_tenants_events_to_one_subscriber)
 {
 	struct cm_bus_sub_config cfg = { 0 };
@@ -999,6 +1034,7 @@ make_suite(void)
 		test_unknown_types_and_bad_data_are_refused_naming_the_problem);
 	tcase_add_test(
 		tc, test_an_event_is_audited_once_and_seen_only_by_its_tenant);
+	tcase_add_test(tc, test_http_publish_survives_a_flushed_script_cache);
 	tcase_add_test(tc,
 		       test_history_filters_by_type_and_pages_with_a_cursor);
 	tcase_add_test(tc, test_metrics_count_published_events_by_type);

@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -167,6 +169,37 @@ START_TEST(test_uuid_v4_values_are_unique)
 }
 END_TEST
 
+/* uuids come from a per-thread pool of random bytes: a forked child must
+   not draw the same uuids as its parent. */
+START_TEST(test_a_forked_child_never_repeats_its_parents_uuids)
+{
+	char mine[37], theirs[37] = "";
+	int fds[2], status;
+	pid_t pid;
+
+	ck_assert_int_eq(cm_uuid_v4(mine), 0); /* the pool is filled */
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char u[37];
+
+		close(fds[0]);
+		if (cm_uuid_v4(u) != 0 || write(fds[1], u, 37) != 37)
+			_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], theirs, 37), 37);
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(cm_uuid_v4(mine), 0);
+	ck_assert(cm_is_uuid(theirs));
+	ck_assert_str_ne(mine, theirs);
+}
+END_TEST
+
 START_TEST(test_is_uuid_accepts_only_the_canonical_form)
 {
 	static const char *const bad[] = {
@@ -304,6 +337,8 @@ make_suite(void)
 
 	tcase_add_test(misc, test_uuid_v4_has_the_version_and_variant_bits);
 	tcase_add_test(misc, test_uuid_v4_values_are_unique);
+	tcase_add_test(misc,
+		       test_a_forked_child_never_repeats_its_parents_uuids);
 	tcase_add_test(misc, test_is_uuid_accepts_only_the_canonical_form);
 	tcase_add_test(misc, test_consttime_eq_compares_content_and_length);
 	tcase_add_test(misc, test_rfc3339_formats_utc_with_z);

@@ -71,6 +71,34 @@ START_TEST(test_the_shipped_registry_loads_and_covers_every_domain)
 }
 END_TEST
 
+/* The lookup index (sorted, bsearch) finds every registered type - the
+   first, the last, each one - and no other. */
+START_TEST(test_every_registered_type_is_found_and_no_other)
+{
+	char errbuf[CM_ERRBUF_LEN], name[80];
+	const cJSON *it;
+	cJSON *env;
+	size_t n = 0;
+
+	cJSON_ArrayForEach(it, reg.types)
+	{
+		env = env_with(it->string, "{}");
+		errbuf[0] = '\0';
+		ck_assert_msg(bus_registry_check(&reg, env, errbuf) !=
+				      CM_ENOENT,
+			      "%s: %s", it->string, errbuf);
+		cJSON_Delete(env);
+		snprintf(name, sizeof(name), "%sx", it->string);
+		if (!cJSON_GetObjectItemCaseSensitive(reg.types, name))
+			ck_assert_int_eq(check(name, "{}", errbuf), CM_ENOENT);
+		n++;
+	}
+	ck_assert_uint_eq(n, reg.ntypes);
+	ck_assert_int_eq(check("aaa.first", "{}", errbuf), CM_ENOENT);
+	ck_assert_int_eq(check("zzz.last", "{}", errbuf), CM_ENOENT);
+}
+END_TEST
+
 START_TEST(test_a_valid_event_passes_and_bad_data_is_named_by_path)
 {
 	char e[CM_ERRBUF_LEN] = "";
@@ -202,6 +230,7 @@ make_suite(void)
 	tcase_add_test(tc,
 		       test_a_valid_event_passes_and_bad_data_is_named_by_path);
 	tcase_add_test(tc, test_an_unregistered_version_is_refused);
+	tcase_add_test(tc, test_every_registered_type_is_found_and_no_other);
 	tcase_add_test(
 		tc, test_schema_subset_checks_arrays_lengths_and_type_unions);
 	tcase_add_test(tc, test_a_broken_or_missing_registry_is_refused);

@@ -155,6 +155,20 @@ cJSON *cm_bus_envelope_new(const char *type, const char *source_service,
    stored: publish again with the same event_id, consumers dedupe). */
 int cm_bus_publish(const char *tenant_id, cJSON *env, char id_out[64],
 		   char errbuf[CM_ERRBUF_LEN]);
+/* cm_bus_published_fn - the outcome of an async publish: rc 0 with the
+   entry id, or CM_EIO with err (the event may have been stored, as for
+   cm_bus_publish). id and err live during the call only. */
+typedef void (*cm_bus_published_fn)(int rc, const char *id, const char *err,
+				    void *arg);
+/* cm_bus_publish_async - cm_bus_publish without blocking, for an HTTP
+   worker thread whose handler deferred its request (common/http.h): the
+   checks happen now (their CM_E* is returned and fn is not called), the
+   store over the worker's own Redis connection (common/redis.h
+   cm_redis_async_argv), so many requests' publishes share it; fn runs
+   exactly once, later, on this thread. */
+int cm_bus_publish_async(const char *tenant_id, cJSON *env,
+			 cm_bus_published_fn fn, void *arg,
+			 char errbuf[CM_ERRBUF_LEN]);
 
 /* cm_bus_replay_append - put an event (its type and envelope text) on the
    tenant's stream again, for `group` only (field target) and marked as a

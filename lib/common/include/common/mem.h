@@ -35,7 +35,8 @@ int cm_parse_double(const char *s, double min, double max, double *out);
 
 /* cm_is_uuid - true for the canonical 36-char 8-4-4-4-12 hex form. */
 bool cm_is_uuid(const char *s);
-/* cm_uuid_v4 - fill out[37] with a random (RAND_bytes) v4 uuid; 0 or CM_EIO. */
+/* cm_uuid_v4 - fill out[37] with a random (RAND_bytes, drawn 64 uuids'
+   worth at a time per thread, renewed after fork) v4 uuid; 0 or CM_EIO. */
 int cm_uuid_v4(char out[37]);
 
 /* cm_memzero - zero a secret; not optimised away. */
