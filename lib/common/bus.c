@@ -889,20 +889,87 @@ run_handler(struct cm_bus_sub *s, struct cm_bus_event *ev, int first,
 	return rc < 0 ? rc : CM_EIO;
 }
 
-/* One entry: filter, parse, handle (with retries), then ack or
-   dead-letter. `first` is the attempt number Redis's delivery count gives.
-   1 when the entry was acked or dead-lettered, 0 when left pending, or a
+/* The entries of one stream handled in a round, acked with one XACK. Ids
+   point into the Redis reply, which outlives the list. */
+struct acks {
+	const char *stream;
+	const char **ids;
+	int n, cap;
+};
+
+static void
+acks_init(struct acks *a, const char *stream, int cap)
+{
+	a->stream = stream;
+	a->ids = cm_xcalloc((size_t)cap, sizeof(*a->ids));
+	a->n = 0;
+	a->cap = cap;
+}
+
+/* XACK what was gathered (in one command), then forget it. */
+static int
+acks_flush(struct cm_bus_sub *s, struct acks *a, char errbuf[CM_ERRBUF_LEN])
+{
+	const char **argv;
+	redisReply *r;
+	int i, rc = 0;
+
+	if (a->n == 0)
+		return 0;
+	argv = cm_xcalloc((size_t)a->n + 3, sizeof(*argv));
+	argv[0] = "XACK";
+	argv[1] = a->stream;
+	argv[2] = s->group;
+	for (i = 0; i < a->n; i++)
+		argv[3 + i] = a->ids[i];
+	r = cm_redis_cmd(a->n + 3, argv, NULL, errbuf);
+	if (!r)
+		rc = CM_EIO;
+	else if (r->type != REDIS_REPLY_INTEGER) {
+		cm_errf(errbuf, "redis xack: unexpected reply");
+		rc = CM_EIO;
+	}
+	if (r)
+		freeReplyObject(r);
+	free(argv);
+	a->n = 0;
+	return rc;
+}
+
+/* Ack id now (no list) or with the list's next flush. */
+static int
+ack(struct cm_bus_sub *s, struct acks *a, const char *stream, const char *id,
+    char errbuf[CM_ERRBUF_LEN])
+{
+	if (!a)
+		return cm_redis_xack(stream, s->group, id, errbuf);
+	if (a->n == a->cap && acks_flush(s, a, errbuf) < 0)
+		return CM_EIO;
+	a->ids[a->n++] = id;
+	return 0;
+}
+
+static void
+acks_release(struct acks *a)
+{
+	free(a->ids);
+	a->ids = NULL;
+}
+
+/* Filter and parse one entry into *ev (*env owned by the caller). 1 when
+   the event is for the handler; 0 when it was dealt with here (acked:
+   not wanted; dead-lettered: malformed, or delivered too often), or a
    Redis error. */
 static int
-handle_entry(struct cm_bus_sub *s, const char *stream, const redisReply *e,
-	     int first, char errbuf[CM_ERRBUF_LEN])
+prepare_entry(struct cm_bus_sub *s, const char *stream, const redisReply *e,
+	      int first, struct acks *acks, struct cm_bus_event *ev,
+	      cJSON **env, char errbuf[CM_ERRBUF_LEN])
 {
-	struct cm_bus_event ev = { 0 };
 	char why[CM_ERRBUF_LEN] = "";
 	const char *type, *text, *id, *target;
-	cJSON *env = NULL;
 	int rc;
 
+	*env = NULL;
 	if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
 	    e->element[0]->type != REDIS_REPLY_STRING)
 		return 0; /* an entry deleted meanwhile */
@@ -913,12 +980,12 @@ handle_entry(struct cm_bus_sub *s, const char *stream, const redisReply *e,
 		rc = dead_letter(s, stream, id, type, text, first,
 				 "malformed entry: no type or event field",
 				 errbuf);
-		goto out;
+		return rc < 0 ? rc : 0;
 	}
 	target = entry_field(e->element[1], "target");
 	if (!sub_wants(s, type) || (target && strcmp(target, s->group))) {
-		rc = cm_redis_xack(stream, s->group, id, errbuf);
-		goto out;
+		rc = ack(s, acks, stream, id, errbuf);
+		return rc < 0 ? rc : 0;
 	}
 	if (first > s->cfg.max_attempts) {
 		cm_errf(why,
@@ -927,36 +994,126 @@ handle_entry(struct cm_bus_sub *s, const char *stream, const redisReply *e,
 			first - 1);
 		rc = dead_letter(s, stream, id, type, text, first - 1, why,
 				 errbuf);
-		goto out;
+		return rc < 0 ? rc : 0;
 	}
-	env = cm_json_parse(text, strlen(text), why);
-	if (!env) {
+	*env = cm_json_parse(text, strlen(text), why);
+	if (!*env) {
 		rc = dead_letter(s, stream, id, type, text, first, why, errbuf);
-		goto out;
+		return rc < 0 ? rc : 0;
 	}
-	ev.stream = stream;
-	ev.id = id;
-	ev.tenant_id = stream + strlen(BUS_STREAM_PREFIX);
-	ev.type = type;
-	ev.env = env;
-	ev.json = text;
-	ev.replay_id = entry_field(e->element[1], "replay");
-	rc = run_handler(s, &ev, first, why);
-	if (rc == CM_EAGAIN) {
-		cJSON_Delete(env);
+	memset(ev, 0, sizeof(*ev));
+	ev->stream = stream;
+	ev->id = id;
+	ev->tenant_id = stream + strlen(BUS_STREAM_PREFIX);
+	ev->type = type;
+	ev->env = *env;
+	ev->json = text;
+	ev->attempt = first;
+	ev->replay_id = entry_field(e->element[1], "replay");
+	return 1;
+}
+
+/* One prepared event through fn (with retries), then ack or dead-letter.
+   1 when acked or dead-lettered, 0 when left pending, or a Redis error. */
+static int
+deliver_one(struct cm_bus_sub *s, struct cm_bus_event *ev, int first,
+	    struct acks *acks, char errbuf[CM_ERRBUF_LEN])
+{
+	char why[CM_ERRBUF_LEN] = "";
+	int rc = run_handler(s, ev, first, why);
+
+	if (rc == CM_EAGAIN)
 		return 0;
-	}
 	if (rc < 0) {
-		rc = dead_letter(s, stream, id, type, text, ev.attempt, why,
-				 errbuf);
-		goto out;
+		rc = dead_letter(s, ev->stream, ev->id, ev->type, ev->json,
+				 ev->attempt, why, errbuf);
+		return rc < 0 ? rc : 1;
 	}
 	bus_count("bz_bus_delivered_total", "Events handled successfully.",
-		  s->group, type);
-	rc = cm_redis_xack(stream, s->group, id, errbuf);
-out:
-	cJSON_Delete(env);
+		  s->group, ev->type);
+	rc = ack(s, acks, ev->stream, ev->id, errbuf);
 	return rc < 0 ? rc : 1;
+}
+
+/* One entry: filter, parse, handle (with retries), then ack (now, or
+   into acks) or dead-letter. `first` is the attempt number Redis's
+   delivery count gives. 1 when the entry was dealt with, 0 when left
+   pending, or a Redis error. */
+static int
+handle_entry(struct cm_bus_sub *s, const char *stream, const redisReply *e,
+	     int first, struct acks *acks, char errbuf[CM_ERRBUF_LEN])
+{
+	struct cm_bus_event ev;
+	cJSON *env = NULL;
+	int rc;
+
+	rc = prepare_entry(s, stream, e, first, acks, &ev, &env, errbuf);
+	if (rc == 1)
+		rc = deliver_one(s, &ev, first, acks, errbuf);
+	else if (rc == 0)
+		rc = 1;
+	cJSON_Delete(env);
+	return rc;
+}
+
+/* The new entries of one stream (first deliveries): with a batch handler,
+   every wanted event goes to it at once and is acked when it succeeds;
+   when it fails (or without one), each goes through fn on its own. All
+   acks of the round are one XACK. */
+static int
+handle_entries(struct cm_bus_sub *s, const char *stream,
+	       const redisReply *entries, int *handled,
+	       char errbuf[CM_ERRBUF_LEN])
+{
+	size_t n = entries->elements, i;
+	struct cm_bus_event *evs = cm_xcalloc(n ? n : 1, sizeof(*evs));
+	cJSON **envs = cm_xcalloc(n ? n : 1, sizeof(*envs));
+	char why[CM_ERRBUF_LEN] = "";
+	struct acks acks;
+	int nev = 0, rc = 0, k;
+
+	acks_init(&acks, stream, (int)n + 1);
+	for (i = 0; i < n && rc >= 0; i++) {
+		if (!s->cfg.batch_fn) {
+			rc = handle_entry(s, stream, entries->element[i], 1,
+					  &acks, errbuf);
+			if (rc > 0)
+				*handled += rc;
+			continue;
+		}
+		rc = prepare_entry(s, stream, entries->element[i], 1, &acks,
+				   &evs[nev], &envs[nev], errbuf);
+		if (rc == 1)
+			nev++;
+		else if (rc == 0)
+			(*handled)++;
+	}
+	if (rc >= 0 && nev > 0) {
+		rc = s->cfg.batch_fn(evs, nev, s->cfg.arg, why);
+		if (rc == 0) {
+			for (k = 0; k < nev && rc >= 0; k++) {
+				bus_count("bz_bus_delivered_total",
+					  "Events handled successfully.",
+					  s->group, evs[k].type);
+				rc = ack(s, &acks, stream, evs[k].id, errbuf);
+				(*handled)++;
+			}
+		} else {
+			for (k = 0, rc = 0; k < nev && rc >= 0; k++) {
+				rc = deliver_one(s, &evs[k], 1, &acks, errbuf);
+				if (rc > 0)
+					(*handled)++;
+			}
+		}
+	}
+	if (rc >= 0)
+		rc = acks_flush(s, &acks, errbuf);
+	for (k = 0; k < nev; k++)
+		cJSON_Delete(envs[k]);
+	acks_release(&acks);
+	free(envs);
+	free(evs);
+	return rc < 0 ? rc : 0;
 }
 
 /* How often Redis delivered entry id (XPENDING ... id id 1); 1 if unknown. */
@@ -1006,7 +1163,7 @@ claim_stream(struct cm_bus_sub *s, const char *stream, int *handled,
 
 		if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1)
 			first = delivery_count(s, stream, e->element[0]->str);
-		rc = handle_entry(s, stream, e, first, errbuf);
+		rc = handle_entry(s, stream, e, first, NULL, errbuf);
 		if (rc > 0)
 			(*handled)++;
 	}
@@ -1034,7 +1191,7 @@ static int
 handle_read(struct cm_bus_sub *s, const redisReply *r, int *handled,
 	    char errbuf[CM_ERRBUF_LEN])
 {
-	size_t i, j;
+	size_t i;
 	int rc;
 
 	if (r->type == REDIS_REPLY_NIL)
@@ -1048,14 +1205,10 @@ handle_read(struct cm_bus_sub *s, const redisReply *r, int *handled,
 		    sr->element[0]->type != REDIS_REPLY_STRING ||
 		    sr->element[1]->type != REDIS_REPLY_ARRAY)
 			goto bad;
-		for (j = 0; j < sr->element[1]->elements; j++) {
-			rc = handle_entry(s, sr->element[0]->str,
-					  sr->element[1]->element[j], 1,
-					  errbuf);
-			if (rc < 0)
-				return rc;
-			*handled += rc;
-		}
+		rc = handle_entries(s, sr->element[0]->str, sr->element[1],
+				    handled, errbuf);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 bad:

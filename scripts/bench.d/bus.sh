@@ -5,7 +5,8 @@
 #      connections, event-bus with HTTP_THREADS=2) and raw XADD
 #      (redis-benchmark, CLIENTS connections), in one run, with ratios;
 #      then publish -> handler latency p50/p99 at a steady RATE events/s,
-#      alone and with the event-bus consumers (audit, webhooks) running.
+#      alone and with the event-bus consumers (audit, webhooks) running
+#      (the earlier phases' streams deleted first: steady state, no backlog).
 #      Bars (issue 4): direct >= 0.7x XADD, HTTP >= 0.4x, p99 < 10 ms.
 
 # here, tmp, BUILD and SVC_PORT come from scripts/bench, which sources this.
@@ -19,6 +20,20 @@ bus_env() {
 # bus_psql SQL - run SQL as the superuser.
 bus_psql() {
 	"$here/stack" psql --dir "$tmp" -- -q -v ON_ERROR_STOP=1 -c "$1" >/dev/null
+}
+
+# bus_forget_streams TENANT... - delete those tenants' streams and take
+# them out of the stream set: the earlier phases' hundreds of thousands of
+# events would otherwise be a backlog for the consumers started later, and
+# the latency phase would measure their catch-up, not a steady 5,000/s.
+bus_forget_streams() {
+	local port t
+	port=$(eval "$(bus_env)" && printf '%s' "$REDIS_PORT")
+	for t in "$@"; do
+		redis-cli -h 127.0.0.1 -p "$port" DEL "bz:ev:t:$t" >/dev/null
+		redis-cli -h 127.0.0.1 -p "$port" SREM bz:ev:streams \
+			"bz:ev:t:$t" >/dev/null
+	done
 }
 
 # bus_xadd_rate CLIENTS N PAYLOAD - raw XADD requests/s (redis-benchmark).
@@ -121,6 +136,7 @@ bench_bus() {
 
 	bz_log "latency at $rate events/s, ${duration}s, no other consumer"
 	lat1=$(bus_latency "$t_lat1" "$rate" "$duration")
+	bus_forget_streams "$t_direct" "$t_http" "$t_lat1"
 	svc_start event-bus
 	svc_wait event-bus
 	bz_log "latency at $rate events/s, ${duration}s, event-bus consuming"

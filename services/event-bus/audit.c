@@ -66,6 +66,60 @@ bus_audit_handle(const struct cm_bus_event *ev, void *arg,
 	return rc;
 }
 
+struct records {
+	const struct cm_bus_event *evs;
+	int n;
+	int duplicates;
+};
+
+static int
+records_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct records *r = arg;
+	bool inserted;
+	int i, rc;
+
+	for (i = 0; i < r->n; i++) {
+		rc = bus_store_record(conn, r->evs[i].tenant_id, r->evs[i].env,
+				      r->evs[i].id, &inserted, errbuf);
+		if (rc < 0)
+			return rc;
+		r->duplicates += !inserted;
+	}
+	return 0;
+}
+
+int
+bus_audit_handle_batch(const struct cm_bus_event *evs, int n, void *arg,
+		       char errbuf[CM_ERRBUF_LEN])
+{
+	struct records r = { evs, n, 0 };
+	const cJSON *t;
+	int i, rc;
+
+	(void)arg;
+	/* anything the one-by-one handler would refuse goes to it, so the
+	   bad event alone is dead-lettered */
+	for (i = 0; i < n; i++) {
+		t = cJSON_GetObjectItemCaseSensitive(evs[i].env, "tenant_id");
+		if (!cJSON_IsString(t) ||
+		    strcmp(t->valuestring, evs[i].tenant_id) != 0 ||
+		    strcmp(evs[i].tenant_id, evs[0].tenant_id) != 0) {
+			cm_errf(errbuf, "envelope tenant does not match its "
+					"stream");
+			return CM_EPERM;
+		}
+		if ((rc = cm_bus_validate(evs[i].env, errbuf)) < 0)
+			return rc;
+	}
+	rc = cm_db_tx_tenant(evs[0].tenant_id, records_work, &r, errbuf);
+	if (rc == 0 && r.duplicates)
+		cm_metrics_counter_add("bz_bus_audit_duplicates_total",
+				       "Deliveries of events already stored.",
+				       NULL, r.duplicates);
+	return rc;
+}
+
 /* Poll until stopped; keep next months' partitions made (hourly). */
 static void *
 audit_main(void *arg)
@@ -115,6 +169,8 @@ bus_audit_start(const struct bus_audit_config *cfg, char errbuf[CM_ERRBUF_LEN])
 	sc.backoff_ms = cfg->backoff_ms;
 	sc.block_ms = 500;
 	sc.fn = bus_audit_handle;
+	sc.batch_fn = bus_audit_handle_batch;
+	sc.batch = 64;
 	a->sub = cm_bus_sub_new(&sc);
 	if (!a->sub) {
 		cm_errf(errbuf, "audit: bad subscriber settings");

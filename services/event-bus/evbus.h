@@ -192,6 +192,10 @@ void bus_audit_stop(struct bus_audit *a);
 /* bus_audit_handle - the audit handler (exposed for tests). */
 int bus_audit_handle(const struct cm_bus_event *ev, void *arg,
 		     char errbuf[CM_ERRBUF_LEN]);
+/* bus_audit_handle_batch - the same for the new events of one stream, in
+   one transaction (the subscriber's batch handler). */
+int bus_audit_handle_batch(const struct cm_bus_event *evs, int n, void *arg,
+			   char errbuf[CM_ERRBUF_LEN]);
 
 /* --- webhooks ---------------------------------------------------------- */
 

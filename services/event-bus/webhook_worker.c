@@ -100,6 +100,54 @@ fanout_handle(const struct cm_bus_event *ev, void *arg,
 	return rc;
 }
 
+struct fanouts {
+	const struct cm_bus_event *evs;
+	int n;
+	int deliveries;
+};
+
+static int
+fanouts_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct fanouts *f = arg;
+	int i, n, rc;
+
+	for (i = 0; i < f->n; i++) {
+		n = 0;
+		if ((rc = bus_wh_fanout(conn, &f->evs[i], &n, errbuf)) < 0)
+			return rc;
+		f->deliveries += n;
+	}
+	return 0;
+}
+
+/* The batch handler: the deliveries of a stream's new events in one
+   transaction. Anything odd goes to the one-by-one handler. */
+static int
+fanout_handle_batch(const struct cm_bus_event *evs, int n, void *arg,
+		    char errbuf[CM_ERRBUF_LEN])
+{
+	struct bus_webhooks *w = arg;
+	struct fanouts f = { evs, n, 0 };
+	const cJSON *t;
+	int i, rc;
+
+	for (i = 0; i < n; i++) {
+		t = cJSON_GetObjectItemCaseSensitive(evs[i].env, "tenant_id");
+		if (!cJSON_IsString(t) ||
+		    strcmp(t->valuestring, evs[i].tenant_id) != 0 ||
+		    strcmp(evs[i].tenant_id, evs[0].tenant_id) != 0 ||
+		    cm_bus_validate(evs[i].env, errbuf) < 0) {
+			cm_errf(errbuf, "a malformed entry: one by one");
+			return CM_EINVAL;
+		}
+	}
+	rc = cm_db_tx_tenant(evs[0].tenant_id, fanouts_work, &f, errbuf);
+	if (rc == 0 && f.deliveries > 0)
+		bus_webhooks_kick(w);
+	return rc;
+}
+
 static void *
 fanout_main(void *arg)
 {
@@ -266,6 +314,8 @@ fanout_sub(struct bus_webhooks *w, char errbuf[CM_ERRBUF_LEN])
 	sc.backoff_ms = w->cfg.sub.backoff_ms;
 	sc.block_ms = 500;
 	sc.fn = fanout_handle;
+	sc.batch_fn = fanout_handle_batch;
+	sc.batch = 64;
 	sc.arg = w;
 	if (!(s = cm_bus_sub_new(&sc)))
 		cm_errf(errbuf, "webhooks: bad subscriber settings");

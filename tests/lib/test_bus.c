@@ -530,6 +530,111 @@ START_TEST(test_a_permanent_failure_is_dead_lettered_without_retries)
 }
 END_TEST
 
+/* A batch handler: records each call's size; fails whole batches that
+   hold aggregate "a2" when fail_a2 is set. */
+struct batches {
+	int calls, events, sizes[8];
+	bool fail_a2;
+};
+
+/* Both handlers' argument: record_handler reads the first member. */
+struct batch_ctx {
+	struct seen seen;
+	struct batches b;
+};
+
+static int
+batch_handler(const struct cm_bus_event *evs, int n, void *arg,
+	      char errbuf[CM_ERRBUF_LEN])
+{
+	struct batches *b = &((struct batch_ctx *)arg)->b;
+	int i;
+
+	if (b->calls < 8)
+		b->sizes[b->calls] = n;
+	b->calls++;
+	for (i = 0; i < n; i++)
+		if (b->fail_a2 &&
+		    !strcmp(cJSON_GetObjectItem(evs[i].env, "aggregate_id")
+				    ->valuestring,
+			    "a2")) {
+			cm_errf(errbuf, "a2 is poison");
+			return CM_EIO;
+		}
+	b->events += n;
+	return 0;
+}
+
+/* The one-by-one handler beside the batch one: refuses a2 for good. */
+static int
+one_handler(const struct cm_bus_event *ev, void *arg,
+	    char errbuf[CM_ERRBUF_LEN])
+{
+	if (!strcmp(cJSON_GetObjectItem(ev->env, "aggregate_id")->valuestring,
+		    "a2")) {
+		cm_errf(errbuf, "a2 is poison");
+		return CM_EINVAL;
+	}
+	return record_handler(ev, arg, errbuf);
+}
+
+/* With a batch handler the new events of a stream arrive in one call and
+   are all acked; when the batch fails, each event goes through the
+   one-by-one handler, and only the bad one is dead-lettered. */
+START_TEST(test_a_batch_handler_gets_a_streams_events_at_once)
+{
+	char errbuf[CM_ERRBUF_LEN] = "", t[37], key[CM_BUS_KEY_LEN];
+	char dlq[CM_BUS_KEY_LEN];
+	struct batch_ctx ctx;
+	struct cm_bus_sub_config cfg = { 0 };
+	struct cm_bus_sub *s;
+	const char *argv[2];
+	redisReply *r;
+	int handled = 0;
+
+	init_redis(0);
+	new_tenant(t);
+	cm_bus_stream_key(t, key);
+	cm_bus_dlq_key(t, dlq);
+	memset(&ctx, 0, sizeof(ctx));
+	publish_n(t, NULL, 5);
+	cfg.group = "batched";
+	cfg.consumer = "c1";
+	cfg.tenant_id = t;
+	cfg.block_ms = 50;
+	cfg.max_attempts = 3;
+	cfg.backoff_ms = 1;
+	cfg.fn = one_handler;
+	cfg.batch_fn = batch_handler;
+	cfg.arg = &ctx;
+	s = cm_bus_sub_new(&cfg);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_msg(cm_bus_sub_poll(s, &handled, errbuf) == 0, "%s", errbuf);
+	ck_assert_int_eq(handled, 5);
+	ck_assert_int_eq(ctx.b.calls, 1);
+	ck_assert_int_eq(ctx.b.sizes[0], 5);
+	ck_assert_int_eq(ctx.seen.calls, 0); /* fn not needed */
+	ck_assert_int_eq(pending(key, "batched"), 0);
+
+	ctx.b.fail_a2 = true;
+	publish_n(t, NULL, 4); /* a0..a3 again */
+	ck_assert_msg(cm_bus_sub_poll(s, &handled, errbuf) == 0, "%s", errbuf);
+	ck_assert_int_eq(handled, 4);
+	ck_assert_int_eq(ctx.b.calls, 2);
+	ck_assert_int_eq(ctx.seen.n, 3); /* a0, a1, a3 one by one */
+	ck_assert_str_eq(ctx.seen.aggs[2], "a3");
+	ck_assert_int_eq(pending(key, "batched"), 0);
+	argv[0] = "XLEN";
+	argv[1] = dlq;
+	r = cm_redis_cmd(2, argv, NULL, errbuf);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->integer, 1); /* a2 alone */
+	freeReplyObject(r);
+	cm_bus_sub_free(s);
+	drop_keys(t);
+}
+END_TEST
+
 START_TEST(test_a_bad_subscriber_config_is_refused)
 {
 	struct cm_bus_sub_config cfg = { 0 };
@@ -958,6 +1063,7 @@ make_suite(void)
 		test_a_built_envelope_is_valid_and_each_broken_field_is_named);
 	tcase_add_test(tc, test_an_envelope_over_the_size_limit_is_too_big);
 	tcase_add_test(tc, test_type_patterns_match_a_domain_or_an_exact_type);
+	tcase_add_test(tc, test_a_batch_handler_gets_a_streams_events_at_once);
 	tcase_add_test(tc, test_a_bad_subscriber_config_is_refused);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(io, setup, NULL);

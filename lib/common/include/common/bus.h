@@ -95,6 +95,15 @@ struct cm_bus_event {
 typedef int (*cm_bus_handler_fn)(const struct cm_bus_event *ev, void *arg,
 				 char errbuf[CM_ERRBUF_LEN]);
 
+/* A batch handler (optional): the new events of one stream (so of one
+   tenant, in stream order) handled at once, e.g. in one transaction. 0
+   when every one of them is done: all are acked. Anything else and the
+   subscriber hands each of them to fn, one by one, with the usual
+   retries and dead letters - so a batch handler must leave nothing half
+   done when it fails (roll back), and fn must exist too. */
+typedef int (*cm_bus_batch_fn)(const struct cm_bus_event *evs, int n, void *arg,
+			       char errbuf[CM_ERRBUF_LEN]);
+
 struct cm_bus_sub_config {
 	const char *group;    /* [a-z0-9_-], 1..48 chars */
 	const char *consumer; /* unique per process, 1..64 chars */
@@ -110,6 +119,7 @@ struct cm_bus_sub_config {
 	int backoff_ms;	       /* first retry delay; 0: 100 */
 	int refresh_ms;	       /* re-read the stream set; 0: 1000 */
 	cm_bus_handler_fn fn;
+	cm_bus_batch_fn batch_fn; /* NULL: fn for each event */
 	void *arg;
 };
 
