@@ -584,37 +584,89 @@ publish_async_send(struct publish_async *p, char errbuf[CM_ERRBUF_LEN])
 	return cm_redis_async_argv(7, argv, 0, publish_async_done, p, errbuf);
 }
 
+/* An envelope checked and printed by cm_bus_prepare. */
+struct cm_bus_prepared {
+	char tenant[37];
+	char type[BUS_MAX_TYPE + 1];
+	char *text;
+};
+
 int
-cm_bus_publish_async(const char *tenant_id, cJSON *env, cm_bus_published_fn fn,
-		     void *arg, char errbuf[CM_ERRBUF_LEN])
+cm_bus_prepare(const char *tenant_id, cJSON *env, struct cm_bus_prepared **out,
+	       char errbuf[CM_ERRBUF_LEN])
 {
-	struct publish_async *p;
+	struct cm_bus_prepared *p;
 	char *text = NULL;
 	int rc;
 
-	if (!fn) {
-		cm_errf(errbuf, "publish: no callback");
-		return CM_EINVAL;
-	}
+	*out = NULL;
 	if ((rc = bus_set_tenant(tenant_id, env, errbuf)) < 0 ||
 	    (rc = validate_text(env, &text, errbuf)) < 0) {
 		free(text);
 		return rc;
 	}
 	p = cm_xcalloc(1, sizeof(*p));
-	p->fn = fn;
-	p->arg = arg;
-	p->text = text;
+	cm_strlcpy(p->tenant, tenant_id, sizeof(p->tenant));
 	cm_strlcpy(p->type,
 		   cJSON_GetObjectItemCaseSensitive(env, "event_type")
 			   ->valuestring,
 		   sizeof(p->type));
-	cm_bus_stream_key(tenant_id, p->key);
+	p->text = text;
+	*out = p;
+	return 0;
+}
+
+void
+cm_bus_prepared_free(struct cm_bus_prepared *p)
+{
+	if (!p)
+		return;
+	free(p->text);
+	free(p);
+}
+
+int
+cm_bus_publish_prepared_async(struct cm_bus_prepared *prep,
+			      cm_bus_published_fn fn, void *arg,
+			      char errbuf[CM_ERRBUF_LEN])
+{
+	struct publish_async *p;
+	int rc;
+
+	if (!prep || !fn) {
+		cm_errf(errbuf, "publish: nothing prepared or no callback");
+		cm_bus_prepared_free(prep);
+		return CM_EINVAL;
+	}
+	p = cm_xcalloc(1, sizeof(*p));
+	p->fn = fn;
+	p->arg = arg;
+	p->text = prep->text;
+	prep->text = NULL;
+	cm_strlcpy(p->type, prep->type, sizeof(p->type));
+	cm_bus_stream_key(prep->tenant, p->key);
+	cm_bus_prepared_free(prep);
 	if ((rc = publish_async_send(p, errbuf)) < 0) {
 		free(p->text);
 		free(p);
 	}
 	return rc;
+}
+
+int
+cm_bus_publish_async(const char *tenant_id, cJSON *env, cm_bus_published_fn fn,
+		     void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct cm_bus_prepared *prep;
+	int rc;
+
+	if (!fn) {
+		cm_errf(errbuf, "publish: no callback");
+		return CM_EINVAL;
+	}
+	if ((rc = cm_bus_prepare(tenant_id, env, &prep, errbuf)) < 0)
+		return rc;
+	return cm_bus_publish_prepared_async(prep, fn, arg, errbuf);
 }
 
 /* ---- subscriber ---- */

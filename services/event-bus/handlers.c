@@ -82,10 +82,13 @@ fill_defaults(cJSON *env, const char *tenant_id)
 		cJSON_AddStringToObject(env, "tenant_id", tenant_id);
 }
 
-/* Complete and check one event; CM_EPERM, CM_ENOENT, CM_EINVAL, CM_E2BIG. */
+/* Complete and check one event: defaults, the tenant, and unless
+   `envelope` is false the envelope and the registry (the caller then has
+   cm_bus_prepare and bus_registry_check do them, in that order); 0,
+   CM_EPERM, CM_ENOENT, CM_EINVAL, CM_E2BIG. */
 static int
 prepare_event(const struct bus *bus, cJSON *env, const char *tenant_id,
-	      char errbuf[CM_ERRBUF_LEN])
+	      bool envelope, char errbuf[CM_ERRBUF_LEN])
 {
 	const cJSON *t;
 	int rc;
@@ -100,6 +103,8 @@ prepare_event(const struct bus *bus, cJSON *env, const char *tenant_id,
 		cm_errf(errbuf, "tenant_id is not the caller's tenant");
 		return CM_EPERM;
 	}
+	if (!envelope)
+		return 0;
 	if ((rc = cm_bus_validate(env, errbuf)) < 0)
 		return rc;
 	return bus_registry_check(&bus->registry, env, errbuf);
@@ -162,39 +167,42 @@ struct pub_call {
 	char event_id[80];
 };
 
-/* The stored event's answer: 202 with its ids, or 503. */
+/* The stored event's answer: 202 with its ids, or 503. Both ids are
+   plain (a checked uuid, a Redis entry id): no JSON escaping needed. */
 static void
 published(int rc, const char *id, const char *err, void *arg)
 {
 	struct pub_call *c = arg;
-	cJSON *out = NULL;
-	int status = 202;
+	char body[256];
+	int n;
 
-	if (rc < 0) {
-		cm_log_err("publish: %s", err ? err : "?");
-		status = cm_req_fail(c->req, 503, "bus_unavailable",
-				     "the event could not be stored; retry "
-				     "with the same event_id");
+	if (rc < 0 || !cm_bus_valid_entry_id(id)) {
+		cm_log_err("publish: %s", err ? err : "bad entry id");
+		cm_req_fail(c->req, 503, "bus_unavailable",
+			    "the event could not be stored; retry with the "
+			    "same event_id");
+		cm_req_reply_json(c->req, 503, NULL);
 	} else {
-		out = cJSON_CreateObject();
-		cJSON_AddStringToObject(out, "event_id", c->event_id);
-		cJSON_AddStringToObject(out, "stream_id", id);
+		n = snprintf(body, sizeof(body),
+			     "{\"event_id\":\"%s\",\"stream_id\":\"%s\"}",
+			     c->event_id, id);
+		cm_req_reply(c->req, 202, "application/json", body, (size_t)n);
 	}
-	cm_req_reply_json(c->req, status, out);
-	cJSON_Delete(out);
 	free(c);
 }
 
 /* POST /api/events/publish - one event for the caller's tenant. The
-   checks run on the worker; the store is asynchronous (the request is
-   deferred), so a worker's publishes share its Redis connection instead
-   of each waiting for its own round trip. */
+   checks run on the worker (the envelope is checked and printed once, by
+   cm_bus_prepare); the store is asynchronous (the request is deferred),
+   so a worker's publishes share its Redis connection instead of each
+   waiting for its own round trip. */
 void
 bus_handle_publish(struct cm_req *req, void *arg)
 {
 	struct bus *bus = arg;
 	const char *tenant = cm_req_tenant_id(req);
 	char errbuf[CM_ERRBUF_LEN] = "";
+	struct cm_bus_prepared *prep = NULL;
 	struct pub_call *c;
 	cJSON *env = NULL;
 	int status = 500, rc;
@@ -203,8 +211,9 @@ bus_handle_publish(struct cm_req *req, void *arg)
 	    (status = cm_req_json(req, &env)) != 0)
 		goto out;
 	status = 500;
-	rc = prepare_event(bus, env, tenant, errbuf);
-	if (rc < 0) {
+	if ((rc = prepare_event(bus, env, tenant, false, errbuf)) < 0 ||
+	    (rc = cm_bus_prepare(tenant, env, &prep, errbuf)) < 0 ||
+	    (rc = bus_registry_check(&bus->registry, env, errbuf)) < 0) {
 		status = fail_event(req, rc, "", errbuf);
 		goto out;
 	}
@@ -220,13 +229,13 @@ bus_handle_publish(struct cm_req *req, void *arg)
 		status = 500;
 		goto out;
 	}
-	rc = cm_bus_publish_async(cm_req_tenant_id(c->req), env, published, c,
-				  errbuf);
+	rc = cm_bus_publish_prepared_async(prep, published, c, errbuf);
 	if (rc < 0)
 		published(rc, NULL, errbuf, c);
 	cJSON_Delete(env);
 	return;
 out:
+	cm_bus_prepared_free(prep);
 	cm_req_reply_json(req, status, NULL);
 	cJSON_Delete(env);
 }
@@ -243,7 +252,7 @@ prepare_batch(struct cm_req *req, const struct bus *bus, cJSON *events,
 	cJSON_ArrayForEach(it, events)
 	{
 		errbuf[0] = '\0';
-		rc = prepare_event(bus, it, tenant, errbuf);
+		rc = prepare_event(bus, it, tenant, true, errbuf);
 		if (rc < 0) {
 			snprintf(prefix, sizeof(prefix), "events[%d]: ", i);
 			return fail_event(req, rc, prefix, errbuf);

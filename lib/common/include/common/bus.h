@@ -179,6 +179,18 @@ typedef void (*cm_bus_published_fn)(int rc, const char *id, const char *err,
 int cm_bus_publish_async(const char *tenant_id, cJSON *env,
 			 cm_bus_published_fn fn, void *arg,
 			 char errbuf[CM_ERRBUF_LEN]);
+/* The two halves of cm_bus_publish_async, for a caller with its own
+   checks between them (event-bus's registry and quota): cm_bus_prepare
+   does every check of cm_bus_publish (same codes) and prints the envelope
+   once into *out; cm_bus_publish_prepared_async stores it as above and
+   frees it (also on failure); cm_bus_prepared_free drops one unused. */
+struct cm_bus_prepared;
+int cm_bus_prepare(const char *tenant_id, cJSON *env,
+		   struct cm_bus_prepared **out, char errbuf[CM_ERRBUF_LEN]);
+int cm_bus_publish_prepared_async(struct cm_bus_prepared *prep,
+				  cm_bus_published_fn fn, void *arg,
+				  char errbuf[CM_ERRBUF_LEN]);
+void cm_bus_prepared_free(struct cm_bus_prepared *prep);
 
 /* cm_bus_replay_append - put an event (its type and envelope text) on the
    tenant's stream again, for `group` only (field target) and marked as a
