@@ -812,20 +812,28 @@ vc_store_audit(const struct vc_audit *a, char errbuf[CM_ERRBUF_LEN])
 
 /* ---- audit in batches (auditq.h) ---- */
 
-/* Append s to an array literal as one element: quoted, or NULL. */
+/* Append s to an array literal as one element: quoted, or NULL. Runs
+   without a quote or backslash (all of them, in practice) are copied
+   whole. */
 static void
 array_put(struct cm_buf *b, const char *s)
 {
+	size_t n;
+
 	cm_buf_putc(b, b->len ? ',' : '{');
 	if (!s) {
 		cm_buf_puts(b, "NULL");
 		return;
 	}
 	cm_buf_putc(b, '"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
+	while (*s) {
+		n = strcspn(s, "\"\\");
+		cm_buf_add(b, s, n);
+		s += n;
+		if (*s) {
 			cm_buf_putc(b, '\\');
-		cm_buf_putc(b, *s);
+			cm_buf_putc(b, *s++);
+		}
 	}
 	cm_buf_putc(b, '"');
 }
