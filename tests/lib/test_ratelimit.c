@@ -7,10 +7,14 @@
 #include "common/mem.h"
 #include "common/redis.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -770,6 +774,93 @@ START_TEST(test_concurrent_leased_takes_get_exactly_the_burst)
 }
 END_TEST
 
+/* A "Redis" that accepts connections and never answers. */
+struct silent {
+	int fd;
+	atomic_bool stop;
+	pthread_t t;
+};
+
+static void *
+silent_run(void *arg)
+{
+	struct silent *sl = arg;
+	int conns[16], n = 0, c;
+
+	while (!atomic_load(&sl->stop)) {
+		c = accept(sl->fd, NULL, NULL);
+		if (c >= 0 && n < 16)
+			conns[n++] = c;
+		else if (c >= 0)
+			close(c);
+	}
+	while (n > 0)
+		close(conns[--n]);
+	return NULL;
+}
+
+static int
+silent_start(struct silent *sl)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	struct timeval tv = { 0, 100000 };
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sl->fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(sl->fd, 0);
+	ck_assert_int_eq(
+		setsockopt(sl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)),
+		0);
+	ck_assert_int_eq(bind(sl->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(sl->fd, 16), 0);
+	ck_assert_int_eq(getsockname(sl->fd, (struct sockaddr *)&a, &len), 0);
+	atomic_store(&sl->stop, false);
+	ck_assert_int_eq(pthread_create(&sl->t, NULL, silent_run, sl), 0);
+	return ntohs(a.sin_port);
+}
+
+static void
+silent_stop(struct silent *sl)
+{
+	atomic_store(&sl->stop, true);
+	pthread_join(sl->t, NULL);
+	close(sl->fd);
+}
+
+/* A Redis that never answers: the async take times out (5 s), the
+   request gets its answer (503 here) instead of hanging, and the worker
+   still serves and stops cleanly. */
+START_TEST(test_a_silent_redis_times_the_async_take_out)
+{
+	struct silent sl;
+	struct cm_test_resp r;
+	struct cm_http *h;
+	char path[256], tid[37];
+	int port;
+	int64_t t0;
+
+	init_port(silent_start(&sl));
+	ck_assert_int_eq(cm_uuid_v4(tid), 0);
+	h = lease_server(&port);
+	snprintf(path, sizeof(path),
+		 "/lease/test-silent/%s?pm=6&burst=3&batch=1", tid);
+	t0 = cm_now_ms();
+	ck_assert_int_eq(cm_test_http("GET", port, path, NULL, NULL, &r), 0);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_int_ge(cm_now_ms() - t0, 4500); /* it waited: a timeout */
+	ck_assert_int_lt(cm_now_ms() - t0, 9000);
+	ck_assert_ptr_nonnull(strstr(r.body, "redis"));
+	cm_test_resp_release(&r);
+	ck_assert_int_eq(cm_test_http("GET", port, "/nowhere", NULL, NULL, &r),
+			 0);
+	ck_assert_int_eq(r.status, 404); /* the worker still answers */
+	cm_test_resp_release(&r);
+	lease_server_stop(h);
+	silent_stop(&sl);
+}
+END_TEST
+
 /* Two replicas with their own reserves share one bucket: together they
    let exactly the burst through. Stopping a worker counts what it
    served from its reserve at once. */
@@ -837,6 +928,7 @@ make_suite(void)
 		tc,
 		test_two_replicas_leasing_share_the_bucket_and_count_on_stop);
 	tcase_add_test(tc, test_concurrent_leased_takes_get_exactly_the_burst);
+	tcase_add_test(tc, test_a_silent_redis_times_the_async_take_out);
 	suite_add_tcase(s, tc);
 	return s;
 }
