@@ -138,6 +138,7 @@ struct worker {
 	int signal_fd; /* cm_http_signal writes here */
 	struct event *signal_ev;
 	atomic_int nwaiting;	/* requests in cm_req_wait */
+	bool signalled;		/* in the cm_http_signal registry */
 	struct event *drain_ev; /* drain progress while stopping */
 	struct event *fix_ev;	/* replaces evhttp's own error pages */
 	bool own_write;		/* we are writing a reply */
@@ -2002,8 +2003,10 @@ static void
 signal_register(struct worker *w)
 {
 	pthread_mutex_lock(&signal_mu);
-	if (nsignal_workers < SIGNAL_WORKERS_MAX)
+	if (nsignal_workers < SIGNAL_WORKERS_MAX) {
 		signal_workers[nsignal_workers++] = w;
+		w->signalled = true;
+	}
 	pthread_mutex_unlock(&signal_mu);
 }
 
@@ -2063,8 +2066,8 @@ cm_req_wait(struct cm_req *req, cm_req_tick_fn fn, void *arg)
 {
 	if (!req->on_heap || req->waiting || !fn)
 		return CM_EINVAL;
-	if (!req->w->signal_ev)
-		return CM_EIO;
+	if (!req->w->signal_ev || !req->w->signalled)
+		return CM_EIO; /* no signal could reach it */
 	req->wait_fn = fn;
 	req->wait_arg = arg;
 	req->waiting = true;
