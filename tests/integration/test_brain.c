@@ -69,32 +69,6 @@ jstr(const cJSON *j, const char *name)
 	return cJSON_IsString(o) ? o->valuestring : "";
 }
 
-static void
-expect(struct cm_test_resp *r, long status, const char *code)
-{
-	ck_assert_msg(r->status == status, "status %ld, want %ld: %s",
-		      r->status, status, r->body);
-	if (code)
-		ck_assert_str_eq(cm_test_resp_error_code(r), code);
-}
-
-static void
-expect_free(struct cm_test_resp r, long status, const char *code)
-{
-	expect(&r, status, code);
-	cm_test_resp_release(&r);
-}
-
-/* A fresh name with a random suffix: "<prefix>-<8 hex>". */
-static void
-fresh(char *out, size_t n, const char *prefix)
-{
-	char id[37];
-
-	ck_assert_int_eq(cm_uuid_v4(id), 0);
-	snprintf(out, n, "%s-%.8s", prefix, id);
-}
-
 /* Sign in; the access token (malloc'd), the refresh token optionally. */
 static char *
 login(const char *email, const char *tenant, char **refresh)
@@ -108,7 +82,7 @@ login(const char *email, const char *tenant, char **refresh)
 		cm_buf_printf(&b, ",\"tenant\":\"%s\"", tenant);
 	cm_buf_puts(&b, "}");
 	r = bcall("POST", "/api/auth/login", NULL, cm_buf_str(&b), NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	tok = cm_xstrdup(jstr(r.json, "access_token"));
 	if (refresh)
 		*refresh = cm_xstrdup(jstr(r.json, "refresh_token"));
@@ -124,7 +98,7 @@ make_tenant(char id[37], char slug[64], const char *extra_json)
 	struct cm_buf b = CM_BUF_INIT(0);
 	struct cm_test_resp r;
 
-	fresh(slug, 64, "t");
+	cm_test_fresh_name(slug, 64, "t");
 	cm_buf_printf(&b,
 		      "{\"slug\":\"%s\",\"name\":\"Tenant %s\","
 		      "\"status\":\"active\"%s%s}",
@@ -132,7 +106,7 @@ make_tenant(char id[37], char slug[64], const char *extra_json)
 		      extra_json ? extra_json : "");
 	r = bcall("POST", "/api/admin/tenants", admin_token, cm_buf_str(&b),
 		  NULL);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	cm_strlcpy(id, jstr(r.json, "id"), 37);
 	cm_test_resp_release(&r);
 	cm_buf_release(&b);
@@ -145,14 +119,14 @@ make_member(const char *tid, const char *role, char email[80])
 	char path[128], body[256], name[40];
 	struct cm_test_resp r;
 
-	fresh(name, sizeof(name), role);
+	cm_test_fresh_name(name, sizeof(name), role);
 	snprintf(email, 80, "%s@example.test", name);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/members", tid);
 	snprintf(body, sizeof(body),
 		 "{\"email\":\"%s\",\"password\":\"%s\",\"role\":\"%s\"}",
 		 email, PW, role);
 	r = bcall("POST", path, admin_token, body, NULL);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	cm_test_resp_release(&r);
 }
 
@@ -164,7 +138,7 @@ brain_setup(void)
 	FILE *f;
 
 	cm_test_require_stack();
-	fresh(env1, sizeof(env1), "root");
+	cm_test_fresh_name(env1, sizeof(env1), "root");
 	snprintf(admin_email, sizeof(admin_email), "%.40s@example.test", env1);
 	snprintf(pwfile, sizeof(pwfile), "/tmp/bz-brain-pw-%d", (int)getpid());
 	f = fopen(pwfile, "w");
@@ -229,12 +203,12 @@ START_TEST(test_login_token_is_accepted_by_another_service_with_tenant_and_role)
 	make_member(tid, "owner", email);
 	tok = login(email, NULL, NULL);
 	r = call(crm.port, "GET", "/whoami", tok, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_nonnull(strstr(r.body, tid));
 	ck_assert_ptr_nonnull(strstr(r.body, "\"roles\":[\"owner\"]"));
 	cm_test_resp_release(&r);
 	r = bcall("GET", "/api/auth/me", tok, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_eq(jstr(r.json, "tenant_id"), tid);
 	ck_assert_str_eq(jstr(r.json, "email"), email);
 	ck_assert_ptr_null(strstr(r.body, "password"));
@@ -253,14 +227,14 @@ START_TEST(test_unknown_user_and_wrong_password_get_the_same_answer)
 	snprintf(body, sizeof(body),
 		 "{\"email\":\"%s\",\"password\":\"wrong-password-1\"}", email);
 	a = bcall("POST", "/api/auth/login", NULL, body, NULL);
-	fresh(nobody, sizeof(nobody), "nobody");
+	cm_test_fresh_name(nobody, sizeof(nobody), "nobody");
 	snprintf(body, sizeof(body),
 		 "{\"email\":\"%s@example.test\","
 		 "\"password\":\"wrong-password-1\"}",
 		 nobody);
 	b = bcall("POST", "/api/auth/login", NULL, body, NULL);
-	expect(&a, 401, "invalid_credentials");
-	expect(&b, 401, "invalid_credentials");
+	cm_test_expect(&a, 401, "invalid_credentials");
+	cm_test_expect(&b, 401, "invalid_credentials");
 	ck_assert_str_eq(
 		cJSON_GetObjectItem(cJSON_GetObjectItem(a.json, "error"),
 				    "message")
@@ -288,12 +262,13 @@ START_TEST(
 	snprintf(body, sizeof(body),
 		 "{\"email\":\"%s\",\"password\":\"wrong-password-1\"}", email);
 	for (i = 0; i < 3; i++)
-		expect_free(bcall("POST", "/api/auth/login", NULL, body, NULL),
-			    401, "invalid_credentials");
+		cm_test_expect_free(
+			bcall("POST", "/api/auth/login", NULL, body, NULL), 401,
+			"invalid_credentials");
 	snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}",
 		 email, PW);
 	r = bcall("POST", "/api/auth/login", NULL, body, NULL);
-	expect(&r, 429, "too_many_attempts");
+	cm_test_expect(&r, 429, "too_many_attempts");
 	ck_assert_ptr_nonnull(cm_test_resp_header(&r, "Retry-After"));
 	cm_test_resp_release(&r);
 }
@@ -318,18 +293,19 @@ START_TEST(test_refresh_rotates_and_reuse_revokes_the_whole_family)
 	make_member(tid, "user", email);
 	tok = login(email, NULL, &r1);
 	r = refresh(r1);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	r2 = cm_xstrdup(jstr(r.json, "refresh_token"));
 	ck_assert_str_ne(r2, r1);
 	ck_assert_str_eq(jstr(r.json, "tenant_id"), tid);
-	expect_free(call(crm.port, "GET", "/whoami",
-			 jstr(r.json, "access_token"), NULL, NULL),
-		    200, NULL);
+	cm_test_expect_free(call(crm.port, "GET", "/whoami",
+				 jstr(r.json, "access_token"), NULL, NULL),
+			    200, NULL);
 	cm_test_resp_release(&r);
-	expect_free(refresh(r1), 401, "invalid_refresh_token");
+	cm_test_expect_free(refresh(r1), 401, "invalid_refresh_token");
 	/* the reuse revoked r2 as well */
-	expect_free(refresh(r2), 401, "invalid_refresh_token");
-	expect_free(refresh("bzr_not-a-token"), 401, "invalid_refresh_token");
+	cm_test_expect_free(refresh(r2), 401, "invalid_refresh_token");
+	cm_test_expect_free(refresh("bzr_not-a-token"), 401,
+			    "invalid_refresh_token");
 	free(r1);
 	free(r2);
 	free(tok);
@@ -347,17 +323,18 @@ START_TEST(test_logout_revokes_the_access_token_in_every_service)
 	tok = login(email, NULL, &rt);
 	ck_assert_int_eq(crm_whoami_until(tok, 200), 200);
 	snprintf(body, sizeof(body), "{\"refresh_token\":\"%s\"}", rt);
-	expect_free(bcall("POST", "/api/auth/logout", tok, body, NULL), 204,
-		    NULL);
+	cm_test_expect_free(bcall("POST", "/api/auth/logout", tok, body, NULL),
+			    204, NULL);
 	/* brain, which revoked it, refuses it at once; another service once
 	   its 1 s per-thread revocation cache has lapsed, on every thread */
-	expect_free(bcall("GET", "/api/auth/me", tok, NULL, NULL), 401,
-		    "invalid_token");
+	cm_test_expect_free(bcall("GET", "/api/auth/me", tok, NULL, NULL), 401,
+			    "invalid_token");
 	usleep(1100 * 1000);
 	for (i = 0; i < 4; i++)
-		expect_free(call(crm.port, "GET", "/whoami", tok, NULL, NULL),
-			    401, "invalid_token");
-	expect_free(refresh(rt), 401, "invalid_refresh_token");
+		cm_test_expect_free(
+			call(crm.port, "GET", "/whoami", tok, NULL, NULL), 401,
+			"invalid_token");
+	cm_test_expect_free(refresh(rt), 401, "invalid_refresh_token");
 	free(tok);
 	free(rt);
 }
@@ -382,17 +359,18 @@ START_TEST(test_platform_routes_refuse_every_tenant_role)
 		make_member(tid, roles[i], email);
 		tok = login(email, NULL, NULL);
 		for (j = 0; j < 4; j++)
-			expect_free(bcall(paths[j][0], paths[j][1], tok,
-					  j == 3 ? "{}" : NULL, NULL),
-				    403, "forbidden");
+			cm_test_expect_free(bcall(paths[j][0], paths[j][1], tok,
+						  j == 3 ? "{}" : NULL, NULL),
+					    403, "forbidden");
 		snprintf(path, sizeof(path), "/api/admin/tenants/%s/suspend",
 			 tid);
-		expect_free(bcall("POST", path, tok, NULL, NULL), 403,
-			    "forbidden");
+		cm_test_expect_free(bcall("POST", path, tok, NULL, NULL), 403,
+				    "forbidden");
 		free(tok);
 	}
-	expect_free(bcall("GET", "/api/admin/tenants", NULL, NULL, NULL), 401,
-		    "unauthenticated");
+	cm_test_expect_free(
+		bcall("GET", "/api/admin/tenants", NULL, NULL, NULL), 401,
+		"unauthenticated");
 }
 END_TEST
 
@@ -411,40 +389,45 @@ START_TEST(test_tenant_roles_are_refused_where_they_must_be)
 	t_mgr = login(mgr, NULL, NULL);
 	t_adm = login(adm, NULL, NULL);
 	r = bcall("GET", "/api/tenant", t_ro, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	cm_strlcpy(etag, cm_test_resp_header(&r, "ETag"), sizeof(etag));
 	cm_test_resp_release(&r);
 	snprintf(body, sizeof(body), "If-Match: %s", etag);
-	expect_free(
+	cm_test_expect_free(
 		bcall("PATCH", "/api/tenant", t_ro, "{\"name\":\"x\"}", body),
 		403, "forbidden");
-	expect_free(bcall("GET", "/api/tenant/members", t_ro, NULL, NULL), 403,
-		    "forbidden");
-	expect_free(bcall("GET", "/api/tenant/usage", t_ro, NULL, NULL), 403,
-		    "forbidden");
-	expect_free(bcall("GET", "/api/tenant/members", t_mgr, NULL, NULL), 200,
-		    NULL);
-	expect_free(bcall("POST", "/api/tenant/members", t_mgr,
-			  "{\"email\":\"n1@example.test\",\"role\":\"user\","
-			  "\"password\":\"" PW "\"}",
-			  NULL),
-		    403, "forbidden");
-	expect_free(bcall("POST", "/api/tenant/members", t_adm,
-			  "{\"email\":\"n2@example.test\",\"role\":\"owner\","
-			  "\"password\":\"" PW "\"}",
-			  NULL),
-		    403, "forbidden");
-	expect_free(bcall("PATCH", "/api/tenant", t_adm,
-			  "{\"subscription_tier\":\"enterprise\"}", body),
-		    403, "forbidden");
+	cm_test_expect_free(
+		bcall("GET", "/api/tenant/members", t_ro, NULL, NULL), 403,
+		"forbidden");
+	cm_test_expect_free(bcall("GET", "/api/tenant/usage", t_ro, NULL, NULL),
+			    403, "forbidden");
+	cm_test_expect_free(
+		bcall("GET", "/api/tenant/members", t_mgr, NULL, NULL), 200,
+		NULL);
+	cm_test_expect_free(
+		bcall("POST", "/api/tenant/members", t_mgr,
+		      "{\"email\":\"n1@example.test\",\"role\":\"user\","
+		      "\"password\":\"" PW "\"}",
+		      NULL),
+		403, "forbidden");
+	cm_test_expect_free(
+		bcall("POST", "/api/tenant/members", t_adm,
+		      "{\"email\":\"n2@example.test\",\"role\":\"owner\","
+		      "\"password\":\"" PW "\"}",
+		      NULL),
+		403, "forbidden");
+	cm_test_expect_free(bcall("PATCH", "/api/tenant", t_adm,
+				  "{\"subscription_tier\":\"enterprise\"}",
+				  body),
+			    403, "forbidden");
 	r = bcall("PATCH", "/api/tenant", t_adm,
 		  "{\"name\":\"Renamed\",\"settings\":{\"currency\":\"EUR\"}}",
 		  body);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_eq(jstr(r.json, "name"), "Renamed");
 	cm_test_resp_release(&r);
 	r = bcall("GET", "/api/tenant/usage", t_mgr, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_nonnull(strstr(r.body, "\"users\":3"));
 	cm_test_resp_release(&r);
 	free(t_ro);
@@ -466,7 +449,7 @@ START_TEST(test_tenant_crud_with_etags_limits_filters_and_pages)
 		    "\"limits\":{\"max_users\":7}");
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s", slug);
 	r = bcall("GET", path, admin_token, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	lim = cJSON_GetObjectItem(r.json, "limits");
 	ck_assert_int_eq(cJSON_GetObjectItem(lim, "max_users")->valueint, 7);
 	ck_assert_int_eq(
@@ -475,20 +458,21 @@ START_TEST(test_tenant_crud_with_etags_limits_filters_and_pages)
 	cm_strlcpy(etag, cm_test_resp_header(&r, "ETag"), sizeof(etag));
 	cm_test_resp_release(&r);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s", tid);
-	expect_free(bcall("PATCH", path, admin_token, "{\"name\":\"N\"}", NULL),
-		    428, "precondition_required");
-	expect_free(bcall("PATCH", path, admin_token, "{\"name\":\"N\"}",
-			  "If-Match: \"999\""),
-		    412, "precondition_failed");
-	expect_free(bcall("PATCH", path, admin_token, "{\"bogus\":1}",
-			  "If-Match: \"1\""),
-		    400, "validation_failed");
+	cm_test_expect_free(
+		bcall("PATCH", path, admin_token, "{\"name\":\"N\"}", NULL),
+		428, "precondition_required");
+	cm_test_expect_free(bcall("PATCH", path, admin_token,
+				  "{\"name\":\"N\"}", "If-Match: \"999\""),
+			    412, "precondition_failed");
+	cm_test_expect_free(bcall("PATCH", path, admin_token, "{\"bogus\":1}",
+				  "If-Match: \"1\""),
+			    400, "validation_failed");
 	snprintf(hdr, sizeof(hdr), "If-Match: %s", etag);
 	r = bcall("PATCH", path, admin_token,
 		  "{\"subscription_tier\":\"enterprise\",\"branding\":"
 		  "{\"primary_color\":\"#112233\"}}",
 		  hdr);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_ne(cm_test_resp_header(&r, "ETag"), etag);
 	lim = cJSON_GetObjectItem(r.json, "limits");
 	ck_assert_int_eq(cJSON_GetObjectItem(lim, "max_users")->valueint, 7);
@@ -499,29 +483,32 @@ START_TEST(test_tenant_crud_with_etags_limits_filters_and_pages)
 	ck_assert(stream_has(tid, "tenant.updated"));
 	ck_assert(stream_has(tid, "tenant.plan_changed"));
 	/* the same stale ETag again */
-	expect_free(bcall("PATCH", path, admin_token, "{\"name\":\"N\"}", hdr),
-		    412, "precondition_failed");
+	cm_test_expect_free(
+		bcall("PATCH", path, admin_token, "{\"name\":\"N\"}", hdr), 412,
+		"precondition_failed");
 	snprintf(path, sizeof(path),
 		 "/api/unified-tenants?q=%s&tier=enterprise", slug);
 	r = bcall("GET", path, admin_token, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_int_eq(
 		cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "items")), 1);
 	cm_test_resp_release(&r);
 	r = bcall("GET", "/api/admin/tenants?limit=1", admin_token, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_ne(jstr(r.json, "next_cursor"), "");
 	cm_test_resp_release(&r);
 	snprintf(path, sizeof(path), "{\"slug\":\"%s\",\"name\":\"Dup\"}",
 		 slug);
-	expect_free(
+	cm_test_expect_free(
 		bcall("POST", "/api/admin/tenants", admin_token, path, NULL),
 		409, "conflict");
 	snprintf(path, sizeof(path), "/api/unified-tenants/%s", tid);
-	expect_free(bcall("GET", path, admin_token, NULL, NULL), 200, NULL);
-	expect_free(bcall("GET", "/api/unified-tenants/no-such-tenant-x",
-			  admin_token, NULL, NULL),
-		    404, "not_found");
+	cm_test_expect_free(bcall("GET", path, admin_token, NULL, NULL), 200,
+			    NULL);
+	cm_test_expect_free(bcall("GET",
+				  "/api/unified-tenants/no-such-tenant-x",
+				  admin_token, NULL, NULL),
+			    404, "not_found");
 }
 END_TEST
 
@@ -563,14 +550,15 @@ START_TEST(
 	tok = login(email, NULL, NULL);
 	ck_assert_int_eq(crm_whoami_until(tok, 200), 200);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/suspend", tid);
-	expect_free(bcall("POST", path, admin_token,
-			  "{\"reason\":\"unpaid invoice\"}", NULL),
-		    200, NULL);
+	cm_test_expect_free(bcall("POST", path, admin_token,
+				  "{\"reason\":\"unpaid invoice\"}", NULL),
+			    200, NULL);
 	ck_assert_int_eq(crm_whoami_until(tok, 403), 403);
-	expect_free(call(crm.port, "GET", "/whoami", tok, NULL, NULL), 403,
-		    "tenant_suspended");
+	cm_test_expect_free(call(crm.port, "GET", "/whoami", tok, NULL, NULL),
+			    403, "tenant_suspended");
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/reactivate", tid);
-	expect_free(bcall("POST", path, admin_token, NULL, NULL), 200, NULL);
+	cm_test_expect_free(bcall("POST", path, admin_token, NULL, NULL), 200,
+			    NULL);
 	ck_assert_int_eq(crm_whoami_until(tok, 200), 200);
 	ck_assert(stream_has(tid, "tenant.created"));
 	ck_assert(stream_has(tid, "tenant.suspended"));
@@ -590,16 +578,18 @@ START_TEST(test_soft_delete_refuses_the_tenant_everywhere_until_restored)
 	tok = login(email, NULL, NULL);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s", tid);
 	r = bcall("DELETE", path, admin_token, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_ne(jstr(r.json, "deleted_at"), "");
 	ck_assert_str_ne(jstr(r.json, "purge_after"), "");
 	cm_test_resp_release(&r);
 	ck_assert_int_eq(crm_whoami_until(tok, 404), 404);
-	expect_free(bcall("GET", "/api/tenant", tok, NULL, NULL), 404,
-		    "tenant_not_found");
-	expect_free(bcall("GET", path, admin_token, NULL, NULL), 200, NULL);
+	cm_test_expect_free(bcall("GET", "/api/tenant", tok, NULL, NULL), 404,
+			    "tenant_not_found");
+	cm_test_expect_free(bcall("GET", path, admin_token, NULL, NULL), 200,
+			    NULL);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/restore", tid);
-	expect_free(bcall("POST", path, admin_token, NULL, NULL), 200, NULL);
+	cm_test_expect_free(bcall("POST", path, admin_token, NULL, NULL), 200,
+			    NULL);
 	ck_assert_int_eq(crm_whoami_until(tok, 200), 200);
 	ck_assert(stream_has(tid, "tenant.updated"));
 	free(tok);
@@ -615,7 +605,7 @@ resolve_is(const char *host, const char *field, const char *want)
 	snprintf(path, sizeof(path), "/api/unified-tenants/resolve?host=%s",
 		 host);
 	r = bcall("GET", path, admin_token, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_msg(!strcmp(jstr(r.json, field), want), "%s: %s", host,
 		      r.body);
 	cm_test_resp_release(&r);
@@ -634,19 +624,22 @@ START_TEST(test_resolve_names_the_source_or_the_exact_reason)
 	snprintf(dom, sizeof(dom), "shop-%s.example.org", slug);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/domains", tid);
 	snprintf(body, sizeof(body), "{\"domain\":\"%s\"}", dom);
-	expect_free(bcall("POST", path, admin_token, body, NULL), 201, NULL);
+	cm_test_expect_free(bcall("POST", path, admin_token, body, NULL), 201,
+			    NULL);
 	resolve_is(dom, "reason", "domain_unverified");
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/domains/%s/verify",
 		 tid, dom);
-	expect_free(bcall("POST", path, admin_token, NULL, NULL), 200, NULL);
+	cm_test_expect_free(bcall("POST", path, admin_token, NULL, NULL), 200,
+			    NULL);
 	resolve_is(dom, "source", "custom_domain");
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/domains/%s", tid,
 		 dom);
-	expect_free(bcall("DELETE", path, admin_token, NULL, NULL), 200, NULL);
+	cm_test_expect_free(bcall("DELETE", path, admin_token, NULL, NULL), 200,
+			    NULL);
 	resolve_is(dom, "reason", "unknown_domain");
-	expect_free(bcall("GET", "/api/unified-tenants/resolve", admin_token,
-			  NULL, NULL),
-		    400, "bad_request");
+	cm_test_expect_free(bcall("GET", "/api/unified-tenants/resolve",
+				  admin_token, NULL, NULL),
+			    400, "bad_request");
 }
 END_TEST
 
@@ -665,13 +658,14 @@ START_TEST(test_a_user_of_tenant_a_cannot_read_change_or_detect_tenant_b)
 	tokb = login(eb, NULL, NULL);
 	/* B's host with A's token: refused before any handler runs */
 	snprintf(host, sizeof(host), "Host: %s." DOMAIN, sb);
-	expect_free(bcall("GET", "/api/tenant", tok, NULL, host), 403,
-		    "tenant_mismatch");
-	expect_free(bcall("GET", "/api/tenant/members", tok, NULL, host), 403,
-		    "tenant_mismatch");
+	cm_test_expect_free(bcall("GET", "/api/tenant", tok, NULL, host), 403,
+			    "tenant_mismatch");
+	cm_test_expect_free(
+		bcall("GET", "/api/tenant/members", tok, NULL, host), 403,
+		"tenant_mismatch");
 	/* A's own views never mention B */
 	r = bcall("GET", "/api/tenant/members", tok, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_null(strstr(r.body, eb));
 	cm_test_resp_release(&r);
 	/* removing B's owner looks exactly like removing nobody */
@@ -683,19 +677,19 @@ START_TEST(test_a_user_of_tenant_a_cannot_read_change_or_detect_tenant_b)
 	ck_assert_int_eq(cm_uuid_v4(rnd), 0);
 	snprintf(path, sizeof(path), "/api/tenant/members/%s", rnd);
 	r2 = bcall("DELETE", path, tok, NULL, NULL);
-	expect(&r, 404, "not_found");
-	expect(&r2, 404, "not_found");
+	cm_test_expect(&r, 404, "not_found");
+	cm_test_expect(&r2, 404, "not_found");
 	cm_test_resp_release(&r);
 	cm_test_resp_release(&r2);
-	expect_free(call(crm.port, "GET", "/whoami", tokb, NULL, NULL), 200,
-		    NULL);
+	cm_test_expect_free(call(crm.port, "GET", "/whoami", tokb, NULL, NULL),
+			    200, NULL);
 	/* switching or signing in to B looks like a tenant that is not */
 	snprintf(body, sizeof(body), "{\"tenant\":\"%s\"}", sb);
 	r = bcall("POST", "/api/auth/switch-tenant", tok, body, NULL);
 	r2 = bcall("POST", "/api/auth/switch-tenant", tok,
 		   "{\"tenant\":\"no-such-tenant-zz\"}", NULL);
-	expect(&r, 403, "no_tenant_access");
-	expect(&r2, 403, "no_tenant_access");
+	cm_test_expect(&r, 403, "no_tenant_access");
+	cm_test_expect(&r2, 403, "no_tenant_access");
 	ck_assert_str_eq(
 		cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "error"),
 				    "message")
@@ -708,12 +702,12 @@ START_TEST(test_a_user_of_tenant_a_cannot_read_change_or_detect_tenant_b)
 	snprintf(body, sizeof(body),
 		 "{\"email\":\"%s\",\"password\":\"%s\",\"tenant\":\"%s\"}", ea,
 		 PW, tb);
-	expect_free(bcall("POST", "/api/auth/login", NULL, body, NULL), 403,
-		    "no_tenant_access");
+	cm_test_expect_free(bcall("POST", "/api/auth/login", NULL, body, NULL),
+			    403, "no_tenant_access");
 	/* a tenant admin cannot change platform fields of its own tenant */
-	expect_free(bcall("PATCH", "/api/tenant", tok,
-			  "{\"status\":\"active\"}", "If-Match: \"1\""),
-		    403, "forbidden");
+	cm_test_expect_free(bcall("PATCH", "/api/tenant", tok,
+				  "{\"status\":\"active\"}", "If-Match: \"1\""),
+			    403, "forbidden");
 	free(tok);
 	free(tokb);
 }
@@ -731,22 +725,23 @@ START_TEST(test_switch_tenant_issues_a_token_for_another_membership)
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/members", tb);
 	snprintf(body, sizeof(body), "{\"email\":\"%s\",\"role\":\"readonly\"}",
 		 email);
-	expect_free(bcall("POST", path, admin_token, body, NULL), 201, NULL);
+	cm_test_expect_free(bcall("POST", path, admin_token, body, NULL), 201,
+			    NULL);
 	tok = login(email, sa, NULL);
 	r = bcall("GET", "/api/auth/me", tok, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_int_eq(
 		cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "memberships")),
 		2);
 	cm_test_resp_release(&r);
 	snprintf(body, sizeof(body), "{\"tenant\":\"%s\"}", sb);
 	r = bcall("POST", "/api/auth/switch-tenant", tok, body, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_eq(jstr(r.json, "tenant_id"), tb);
 	ck_assert_str_eq(jstr(r.json, "role"), "readonly");
-	expect_free(call(crm.port, "GET", "/whoami",
-			 jstr(r.json, "access_token"), NULL, NULL),
-		    200, NULL);
+	cm_test_expect_free(call(crm.port, "GET", "/whoami",
+				 jstr(r.json, "access_token"), NULL, NULL),
+			    200, NULL);
 	cm_test_resp_release(&r);
 	free(tok);
 }
@@ -779,7 +774,7 @@ make_key(const char *owner_token, const char *scopes, char id[37])
 
 	snprintf(body, sizeof(body), "{\"name\":\"ci\",\"scopes\":%s}", scopes);
 	r = bcall("POST", "/api/tenant/api-keys", owner_token, body, NULL);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	key = cm_xstrdup(jstr(r.json, "key"));
 	ck_assert(!strncmp(key, "bz_live_", 8));
 	cm_strlcpy(id, jstr(r.json, "id"), 37);
@@ -799,54 +794,61 @@ START_TEST(test_api_keys_are_shown_once_scoped_expiring_and_revocable)
 	make_member(tid, "user", uemail);
 	tok = login(email, NULL, NULL);
 	utok = login(uemail, NULL, NULL);
-	expect_free(bcall("POST", "/api/tenant/api-keys", utok,
-			  "{\"name\":\"x\",\"scopes\":[\"brain:read\"]}", NULL),
-		    403, "forbidden");
-	expect_free(bcall("POST", "/api/tenant/api-keys", tok,
-			  "{\"name\":\"x\",\"scopes\":[\"root:all\"]}", NULL),
-		    400, "validation_failed");
+	cm_test_expect_free(
+		bcall("POST", "/api/tenant/api-keys", utok,
+		      "{\"name\":\"x\",\"scopes\":[\"brain:read\"]}", NULL),
+		403, "forbidden");
+	cm_test_expect_free(bcall("POST", "/api/tenant/api-keys", tok,
+				  "{\"name\":\"x\",\"scopes\":[\"root:all\"]}",
+				  NULL),
+			    400, "validation_failed");
 	key = make_key(tok, "[\"brain:read\",\"crm:write\"]", kid);
 	r = bcall("GET", "/api/tenant", key, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_eq(jstr(r.json, "id"), tid);
 	cm_test_resp_release(&r);
 	/* read scope: no writes, no members, no keys, no platform */
-	expect_free(bcall("PATCH", "/api/tenant", key, "{\"name\":\"k\"}",
-			  "If-Match: \"1\""),
-		    403, "forbidden");
-	expect_free(bcall("GET", "/api/tenant/members", key, NULL, NULL), 403,
-		    "forbidden");
-	expect_free(bcall("GET", "/api/tenant/api-keys", key, NULL, NULL), 403,
-		    "forbidden");
-	expect_free(bcall("GET", "/api/admin/tenants", key, NULL, NULL), 403,
-		    "forbidden");
+	cm_test_expect_free(bcall("PATCH", "/api/tenant", key,
+				  "{\"name\":\"k\"}", "If-Match: \"1\""),
+			    403, "forbidden");
+	cm_test_expect_free(
+		bcall("GET", "/api/tenant/members", key, NULL, NULL), 403,
+		"forbidden");
+	cm_test_expect_free(
+		bcall("GET", "/api/tenant/api-keys", key, NULL, NULL), 403,
+		"forbidden");
+	cm_test_expect_free(bcall("GET", "/api/admin/tenants", key, NULL, NULL),
+			    403, "forbidden");
 	/* the list never shows the key or its hash */
 	r = bcall("GET", "/api/tenant/api-keys", tok, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_null(strstr(r.body, key));
 	ck_assert_ptr_null(strstr(r.body, "hash"));
 	ck_assert_ptr_nonnull(strstr(r.body, "last_used_at\":\"20"));
 	cm_test_resp_release(&r);
 	/* expiry */
 	key2 = make_key(tok, "[\"brain:read\"]", kid2);
-	expect_free(bcall("GET", "/api/tenant", key2, NULL, NULL), 200, NULL);
+	cm_test_expect_free(bcall("GET", "/api/tenant", key2, NULL, NULL), 200,
+			    NULL);
 	snprintf(sql, sizeof(sql),
 		 "UPDATE brain.api_keys SET expires_at = now() - interval "
 		 "'1 second' WHERE id = '%s'",
 		 kid2);
 	ck_assert_int_eq(cm_test_psql(sql), 0);
-	expect_free(bcall("GET", "/api/tenant", key2, NULL, NULL), 401,
-		    "invalid_token");
+	cm_test_expect_free(bcall("GET", "/api/tenant", key2, NULL, NULL), 401,
+			    "invalid_token");
 	/* revocation, and a made-up key */
 	snprintf(path, sizeof(path), "/api/tenant/api-keys/%s", kid);
-	expect_free(bcall("DELETE", path, tok, NULL, NULL), 204, NULL);
-	expect_free(bcall("GET", "/api/tenant", key, NULL, NULL), 401,
-		    "invalid_token");
-	expect_free(bcall("DELETE", path, tok, NULL, NULL), 404, "not_found");
-	expect_free(bcall("GET", "/api/tenant",
-			  "bz_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-			  NULL, NULL),
-		    401, "invalid_token");
+	cm_test_expect_free(bcall("DELETE", path, tok, NULL, NULL), 204, NULL);
+	cm_test_expect_free(bcall("GET", "/api/tenant", key, NULL, NULL), 401,
+			    "invalid_token");
+	cm_test_expect_free(bcall("DELETE", path, tok, NULL, NULL), 404,
+			    "not_found");
+	cm_test_expect_free(
+		bcall("GET", "/api/tenant",
+		      "bz_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		      NULL, NULL),
+		401, "invalid_token");
 	free(key);
 	free(key2);
 	free(tok);
@@ -869,12 +871,14 @@ START_TEST(test_an_api_key_of_tenant_a_cannot_reach_tenant_b)
 	key = make_key(toka, "[\"brain:write\"]", kid);
 	keyb = make_key(tokb, "[\"brain:read\"]", kid);
 	snprintf(host, sizeof(host), "Host: %s." DOMAIN, sb);
-	expect_free(bcall("GET", "/api/tenant", key, NULL, host), 403,
-		    "tenant_mismatch");
+	cm_test_expect_free(bcall("GET", "/api/tenant", key, NULL, host), 403,
+			    "tenant_mismatch");
 	/* B's key id, revoked through A's owner: as if it did not exist */
 	snprintf(path, sizeof(path), "/api/tenant/api-keys/%s", kid);
-	expect_free(bcall("DELETE", path, toka, NULL, NULL), 404, "not_found");
-	expect_free(bcall("GET", "/api/tenant", keyb, NULL, NULL), 200, NULL);
+	cm_test_expect_free(bcall("DELETE", path, toka, NULL, NULL), 404,
+			    "not_found");
+	cm_test_expect_free(bcall("GET", "/api/tenant", keyb, NULL, NULL), 200,
+			    NULL);
 	free(toka);
 	free(tokb);
 	free(key);
@@ -887,12 +891,12 @@ START_TEST(test_api_document_and_docs_page_are_served_without_sign_in)
 	struct cm_test_resp r =
 		bcall("GET", "/brain/openapi.json", NULL, NULL, NULL);
 
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_eq(jstr(r.json, "openapi"), "3.1.0");
 	ck_assert_ptr_nonnull(strstr(r.body, "/api/unified-tenants/resolve"));
 	cm_test_resp_release(&r);
 	r = bcall("GET", "/brain/docs", NULL, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_nonnull(
 		strstr(cm_test_resp_header(&r, "Content-Type"), "text/html"));
 	ck_assert_ptr_nonnull(strstr(r.body, "POST /api/auth/refresh"));
@@ -912,11 +916,11 @@ START_TEST(test_an_invitation_is_accepted_once_and_then_signs_in)
 	make_member(tid, "admin", adm);
 	tok = login(email, NULL, NULL);
 	atok = login(adm, NULL, NULL);
-	fresh(name, sizeof(name), "invitee");
+	cm_test_fresh_name(name, sizeof(name), "invitee");
 	snprintf(body, sizeof(body),
 		 "{\"email\":\"%s@example.test\",\"role\":\"manager\"}", name);
 	r = bcall("POST", "/api/tenant/invitations", tok, body, NULL);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	cm_strlcpy(token, jstr(r.json, "token"), sizeof(token));
 	ck_assert(!strncmp(token, "bzi_", 4));
 	cm_test_resp_release(&r);
@@ -924,36 +928,38 @@ START_TEST(test_an_invitation_is_accepted_once_and_then_signs_in)
 	cm_strlcpy(token2, jstr(r.json, "token"), sizeof(token2));
 	cm_strlcpy(id2, jstr(r.json, "id"), sizeof(id2));
 	cm_test_resp_release(&r);
-	expect_free(bcall("POST", "/api/tenant/invitations", atok,
-			  "{\"email\":\"x@example.test\",\"role\":\"owner\"}",
-			  NULL),
-		    403, "forbidden");
+	cm_test_expect_free(
+		bcall("POST", "/api/tenant/invitations", atok,
+		      "{\"email\":\"x@example.test\",\"role\":\"owner\"}",
+		      NULL),
+		403, "forbidden");
 	r = bcall("GET", "/api/tenant/invitations", tok, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_null(strstr(r.body, token));
 	cm_test_resp_release(&r);
 	snprintf(body, sizeof(body), "{\"token\":\"%s\"}", token);
-	expect_free(
+	cm_test_expect_free(
 		bcall("POST", "/api/auth/accept-invitation", NULL, body, NULL),
 		400, "validation_failed");
 	snprintf(body, sizeof(body), "{\"token\":\"%s\",\"password\":\"%s\"}",
 		 token, PW);
 	r = bcall("POST", "/api/auth/accept-invitation", NULL, body, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_eq(jstr(r.json, "tenant_id"), tid);
 	ck_assert_str_eq(jstr(r.json, "role"), "manager");
 	cm_test_resp_release(&r);
-	expect_free(
+	cm_test_expect_free(
 		bcall("POST", "/api/auth/accept-invitation", NULL, body, NULL),
 		404, "invalid_invitation");
 	snprintf(path, sizeof(path), "%s@example.test", name);
 	itok = login(path, NULL, NULL);
-	expect_free(bcall("GET", "/api/tenant/members", itok, NULL, NULL), 200,
-		    NULL);
+	cm_test_expect_free(
+		bcall("GET", "/api/tenant/members", itok, NULL, NULL), 200,
+		NULL);
 	snprintf(path, sizeof(path), "/api/tenant/invitations/%s", id2);
-	expect_free(bcall("DELETE", path, tok, NULL, NULL), 204, NULL);
+	cm_test_expect_free(bcall("DELETE", path, tok, NULL, NULL), 204, NULL);
 	snprintf(body, sizeof(body), "{\"token\":\"%s\"}", token2);
-	expect_free(
+	cm_test_expect_free(
 		bcall("POST", "/api/auth/accept-invitation", NULL, body, NULL),
 		404, "invalid_invitation");
 	free(tok);
@@ -967,7 +973,7 @@ START_TEST(test_health_all_checks_everything_in_parallel_and_names_what_is_down)
 	struct cm_test_resp r = bcall("GET", "/health/all", NULL, NULL, NULL);
 	const cJSON *checks;
 
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_eq(jstr(r.json, "status"), "degraded");
 	checks = cJSON_GetObjectItem(r.json, "checks");
 	ck_assert_str_eq(
@@ -978,14 +984,16 @@ START_TEST(test_health_all_checks_everything_in_parallel_and_names_what_is_down)
 			 "down");
 	ck_assert_msg(r.seconds < 4.0, "took %.2fs", r.seconds);
 	cm_test_resp_release(&r);
-	expect_free(bcall("GET", "/health/crm", NULL, NULL, NULL), 200, NULL);
+	cm_test_expect_free(bcall("GET", "/health/crm", NULL, NULL, NULL), 200,
+			    NULL);
 	r = bcall("GET", "/health/cms", NULL, NULL, NULL);
-	expect(&r, 503, NULL);
+	cm_test_expect(&r, 503, NULL);
 	ck_assert_str_eq(jstr(r.json, "status"), "down");
 	cm_test_resp_release(&r);
-	expect_free(bcall("GET", "/health/nosuch", NULL, NULL, NULL), 404,
-		    "not_found");
-	expect_free(bcall("GET", "/health/ready", NULL, NULL, NULL), 200, NULL);
+	cm_test_expect_free(bcall("GET", "/health/nosuch", NULL, NULL, NULL),
+			    404, "not_found");
+	cm_test_expect_free(bcall("GET", "/health/ready", NULL, NULL, NULL),
+			    200, NULL);
 }
 END_TEST
 
@@ -998,22 +1006,24 @@ START_TEST(test_members_stop_at_the_plans_max_users)
 	make_member(tid, "owner", email);
 	make_member(tid, "user", body);
 	tok = login(email, NULL, NULL);
-	fresh(name, sizeof(name), "extra");
+	cm_test_fresh_name(name, sizeof(name), "extra");
 	snprintf(body, sizeof(body),
 		 "{\"email\":\"%s@example.test\",\"role\":\"user\","
 		 "\"password\":\"%s\"}",
 		 name, PW);
-	expect_free(bcall("POST", "/api/tenant/members", tok, body, NULL), 403,
-		    "limit_reached");
-	expect_free(bcall("POST", "/api/tenant/invitations", tok,
-			  "{\"email\":\"x@example.test\",\"role\":\"user\"}",
-			  NULL),
-		    403, "limit_reached");
+	cm_test_expect_free(
+		bcall("POST", "/api/tenant/members", tok, body, NULL), 403,
+		"limit_reached");
+	cm_test_expect_free(
+		bcall("POST", "/api/tenant/invitations", tok,
+		      "{\"email\":\"x@example.test\",\"role\":\"user\"}", NULL),
+		403, "limit_reached");
 	/* changing a member's role takes no new seat */
 	snprintf(body, sizeof(body), "{\"email\":\"%s\",\"role\":\"owner\"}",
 		 email);
-	expect_free(bcall("POST", "/api/tenant/members", tok, body, NULL), 201,
-		    NULL);
+	cm_test_expect_free(
+		bcall("POST", "/api/tenant/members", tok, body, NULL), 201,
+		NULL);
 	free(tok);
 }
 END_TEST
@@ -1030,7 +1040,7 @@ START_TEST(test_sign_in_fails_closed_while_redis_is_down)
 	ck_assert_int_eq(cm_test_stack("stop-redis"), 0);
 	r = bcall("POST", "/api/auth/login", NULL, body, NULL);
 	ck_assert_int_eq(cm_test_stack("start-redis"), 0);
-	expect(&r, 503, "unavailable");
+	cm_test_expect(&r, 503, "unavailable");
 	cm_test_resp_release(&r);
 	free(login(email, NULL, NULL));
 }
@@ -1074,7 +1084,7 @@ START_TEST(test_a_failure_counter_left_without_expiry_gets_one)
 	snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}",
 		 email, PW);
 	r = bcall("POST", "/api/auth/login", NULL, body, NULL);
-	expect(&r, 429, "too_many_attempts");
+	cm_test_expect(&r, 429, "too_many_attempts");
 	cm_test_resp_release(&r);
 	rep = cm_redis_cmdf(errbuf, "TTL %s", key);
 	ck_assert_ptr_nonnull(rep);
@@ -1089,29 +1099,30 @@ START_TEST(test_a_create_repeated_with_its_idempotency_key_makes_one_tenant)
 	char slug[64], body[200], hdr[100], id[37];
 	struct cm_test_resp r;
 
-	fresh(slug, sizeof(slug), "idem");
+	cm_test_fresh_name(slug, sizeof(slug), "idem");
 	snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", slug);
 	snprintf(body, sizeof(body), "{\"slug\":\"%s\",\"name\":\"Idem\"}",
 		 slug);
 	r = bcall("POST", "/api/admin/tenants", admin_token, body, hdr);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	cm_strlcpy(id, jstr(r.json, "id"), sizeof(id));
 	cm_test_resp_release(&r);
 	r = bcall("POST", "/api/admin/tenants", admin_token, body, hdr);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	ck_assert_str_eq(jstr(r.json, "id"), id);
 	cm_test_resp_release(&r);
 	snprintf(body, sizeof(body), "{\"slug\":\"%s\",\"name\":\"Other\"}",
 		 slug);
-	expect_free(bcall("POST", "/api/admin/tenants", admin_token, body, hdr),
-		    422, "idempotency_key_reused");
+	cm_test_expect_free(
+		bcall("POST", "/api/admin/tenants", admin_token, body, hdr),
+		422, "idempotency_key_reused");
 	/* without the key the same body is a conflict */
-	expect_free(
+	cm_test_expect_free(
 		bcall("POST", "/api/admin/tenants", admin_token, body, NULL),
 		409, "conflict");
-	expect_free(bcall("POST", "/api/admin/tenants", admin_token, body,
-			  "Idempotency-Key: has space"),
-		    400, "bad_request");
+	cm_test_expect_free(bcall("POST", "/api/admin/tenants", admin_token,
+				  body, "Idempotency-Key: has space"),
+			    400, "bad_request");
 }
 END_TEST
 

@@ -77,31 +77,6 @@ jnum(const cJSON *j, const char *a, const char *b)
 	return cJSON_IsNumber(o) ? o->valuedouble : -1;
 }
 
-static void
-expect(struct cm_test_resp *r, long status, const char *code)
-{
-	ck_assert_msg(r->status == status, "status %ld, want %ld: %s",
-		      r->status, status, r->body);
-	if (code)
-		ck_assert_str_eq(cm_test_resp_error_code(r), code);
-}
-
-static void
-expect_free(struct cm_test_resp r, long status, const char *code)
-{
-	expect(&r, status, code);
-	cm_test_resp_release(&r);
-}
-
-static void
-fresh(char *out, size_t n, const char *prefix)
-{
-	char id[37];
-
-	ck_assert_int_eq(cm_uuid_v4(id), 0);
-	snprintf(out, n, "%s-%.8s", prefix, id);
-}
-
 static char *
 login_pw(const char *email, const char *pw)
 {
@@ -111,7 +86,7 @@ login_pw(const char *email, const char *pw)
 
 	cm_buf_printf(&b, "{\"email\":\"%s\",\"password\":\"%s\"}", email, pw);
 	r = call("POST", "/api/auth/login", NULL, cm_buf_str(&b), NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	tok = cm_xstrdup(jstr(r.json, "access_token"));
 	cm_test_resp_release(&r);
 	cm_buf_release(&b);
@@ -202,7 +177,7 @@ admin_setup(void)
 	int rc;
 
 	cm_test_require_stack();
-	fresh(name, sizeof(name), "root");
+	cm_test_fresh_name(name, sizeof(name), "root");
 	snprintf(admin_email, sizeof(admin_email), "%s@example.test", name);
 	rc = create_admin_env(admin_email, PW, &out);
 	ck_assert_msg(rc == 0, "create admin: %d %s", rc, out);
@@ -227,7 +202,7 @@ make_tenant(char id[37], const char *extra_json)
 	struct cm_test_resp r;
 	char slug[64];
 
-	fresh(slug, sizeof(slug), "t");
+	cm_test_fresh_name(slug, sizeof(slug), "t");
 	cm_buf_printf(&b,
 		      "{\"slug\":\"%s\",\"name\":\"Tenant %s\","
 		      "\"status\":\"active\"%s%s}",
@@ -235,7 +210,7 @@ make_tenant(char id[37], const char *extra_json)
 		      extra_json ? extra_json : "");
 	r = call("POST", "/api/admin/tenants", admin_token, cm_buf_str(&b),
 		 NULL, NULL);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	cm_strlcpy(id, jstr(r.json, "id"), 37);
 	cm_test_resp_release(&r);
 	cm_buf_release(&b);
@@ -247,14 +222,14 @@ make_member(const char *tid, const char *role, char email[80])
 {
 	char path[128], body[256], name[40];
 
-	fresh(name, sizeof(name), role);
+	cm_test_fresh_name(name, sizeof(name), role);
 	snprintf(email, 80, "%s@example.test", name);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/members", tid);
 	snprintf(body, sizeof(body),
 		 "{\"email\":\"%s\",\"password\":\"%s\",\"role\":\"%s\"}",
 		 email, PW, role);
-	expect_free(call("POST", path, admin_token, body, NULL, NULL), 201,
-		    NULL);
+	cm_test_expect_free(call("POST", path, admin_token, body, NULL, NULL),
+			    201, NULL);
 }
 
 /* A tenant with an owner signed in: *owner_token malloc'd. */
@@ -274,7 +249,7 @@ START_TEST(test_create_super_admin_is_idempotent_and_signs_in)
 {
 	char name[40], email[80], *out = NULL, *tok;
 
-	fresh(name, sizeof(name), "ops");
+	cm_test_fresh_name(name, sizeof(name), "ops");
 	snprintf(email, sizeof(email), "%s@example.test", name);
 	ck_assert_int_eq(create_admin_env(email, PW, &out), 0);
 	ck_assert_msg(strstr(out, "created super admin"), "%s", out);
@@ -285,8 +260,9 @@ START_TEST(test_create_super_admin_is_idempotent_and_signs_in)
 	ck_assert_msg(strstr(out, "already a super admin"), "%s", out);
 	free(out);
 	tok = login(email); /* the first password stands */
-	expect_free(call("GET", "/api/admin/tenants", tok, NULL, NULL, NULL),
-		    200, NULL);
+	cm_test_expect_free(
+		call("GET", "/api/admin/tenants", tok, NULL, NULL, NULL), 200,
+		NULL);
 	free(tok);
 }
 END_TEST
@@ -295,16 +271,17 @@ START_TEST(test_create_super_admin_reads_the_password_from_stdin)
 {
 	char name[40], email[80], *out = NULL, *tok;
 
-	fresh(name, sizeof(name), "stdin");
+	cm_test_fresh_name(name, sizeof(name), "stdin");
 	snprintf(email, sizeof(email), "%s@example.test", name);
 	ck_assert_int_eq(create_admin_stdin(email, PW "\n", &out), 0);
 	ck_assert_msg(strstr(out, "created super admin"), "%s", out);
 	free(out);
 	tok = login(email);
-	expect_free(call("GET", "/api/admin/tenants", tok, NULL, NULL, NULL),
-		    200, NULL);
+	cm_test_expect_free(
+		call("GET", "/api/admin/tenants", tok, NULL, NULL, NULL), 200,
+		NULL);
 	free(tok);
-	fresh(name, sizeof(name), "nopw");
+	cm_test_fresh_name(name, sizeof(name), "nopw");
 	snprintf(email, sizeof(email), "%s@example.test", name);
 	ck_assert_int_eq(create_admin_stdin(email, "", &out), 2);
 	ck_assert_msg(strstr(out, "no password"), "%s", out);
@@ -325,7 +302,7 @@ START_TEST(test_create_super_admin_refuses_weak_passwords_and_bad_emails)
 	char email[80], name[40], mine[80], *out = NULL, *tok;
 	int i;
 
-	fresh(name, sizeof(name), "weakling");
+	cm_test_fresh_name(name, sizeof(name), "weakling");
 	snprintf(email, sizeof(email), "%s@example.test", name);
 	for (i = 0; weak[i]; i++) {
 		ck_assert_int_eq(create_admin_env(email, weak[i], &out), 2);
@@ -362,15 +339,17 @@ START_TEST(test_create_super_admin_promotes_an_existing_account)
 	make_tenant(tid, NULL);
 	make_member(tid, "user", email);
 	tok = login(email);
-	expect_free(call("GET", "/api/admin/tenants", tok, NULL, NULL, NULL),
-		    403, "forbidden");
+	cm_test_expect_free(
+		call("GET", "/api/admin/tenants", tok, NULL, NULL, NULL), 403,
+		"forbidden");
 	free(tok);
 	ck_assert_int_eq(create_admin_env(email, NULL, &out), 0);
 	ck_assert_msg(strstr(out, "promoted"), "%s", out);
 	free(out);
 	tok = login(email); /* same password, now a platform admin */
-	expect_free(call("GET", "/api/admin/tenants", tok, NULL, NULL, NULL),
-		    200, NULL);
+	cm_test_expect_free(
+		call("GET", "/api/admin/tenants", tok, NULL, NULL, NULL), 200,
+		NULL);
 	free(tok);
 }
 END_TEST
@@ -432,14 +411,17 @@ START_TEST(test_usage_shows_api_calls_and_reported_counters_per_tenant)
 	for (i = 0; i < 7; i++)
 		ck_assert_int_eq(cm_usage_incr(ta, "api_calls", 1, errbuf), 0);
 	ck_assert_int_eq(cm_usage_incr(tb, "api_calls", 100, errbuf), 0);
-	expect_free(report(ta, "{\"counter\":\"leads_created\",\"n\":2}"), 204,
-		    NULL);
-	expect_free(report(ta, "{\"counter\":\"leads_created\",\"n\":3}"), 204,
-		    NULL);
-	expect_free(report(tb, "{\"counter\":\"images.generated\",\"n\":9}"),
-		    204, NULL);
+	cm_test_expect_free(
+		report(ta, "{\"counter\":\"leads_created\",\"n\":2}"), 204,
+		NULL);
+	cm_test_expect_free(
+		report(ta, "{\"counter\":\"leads_created\",\"n\":3}"), 204,
+		NULL);
+	cm_test_expect_free(
+		report(tb, "{\"counter\":\"images.generated\",\"n\":9}"), 204,
+		NULL);
 	r = call("GET", "/api/tenant/usage", tok_a, NULL, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_eq(jstr(r.json, "tenant_id"), ta);
 	ck_assert(jnum(r.json, "usage", "users") == 1);
 	ck_assert(jnum(r.json, "usage", "api_calls_today") == 7);
@@ -451,7 +433,7 @@ START_TEST(test_usage_shows_api_calls_and_reported_counters_per_tenant)
 	ck_assert(jnum(r.json, "limits", "max_users") > 0);
 	cm_test_resp_release(&r);
 	r = call("GET", "/api/tenant/usage", tok_b, NULL, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert(jnum(r.json, "usage", "api_calls_today") == 100);
 	counters = cJSON_GetObjectItemCaseSensitive(r.json, "counters");
 	ck_assert(jnum(counters, "day", "images.generated") == 9);
@@ -467,24 +449,26 @@ START_TEST(test_only_services_report_usage_and_bad_reports_are_refused)
 	char tid[37], *tok;
 
 	tok = tenant_with_owner(tid, NULL);
-	expect_free(call("POST", "/api/tenant/usage", tok,
-			 "{\"counter\":\"leads_created\",\"n\":1}", NULL, NULL),
-		    403, "forbidden");
-	expect_free(report(tid, "{\"counter\":\"api_calls\",\"n\":1}"), 400,
-		    "validation_failed");
-	expect_free(report(tid, "{\"counter\":\"users\",\"n\":1}"), 400,
-		    "validation_failed");
-	expect_free(report(tid, "{\"counter\":\"Leads Created\",\"n\":1}"), 400,
-		    "validation_failed");
-	expect_free(report(tid, "{\"counter\":\"leads\",\"n\":0}"), 400,
-		    "validation_failed");
-	expect_free(report(tid, "{\"counter\":\"leads\",\"n\":1.5}"), 400,
-		    "validation_failed");
-	expect_free(report(tid, "{\"counter\":\"leads\"}"), 400,
-		    "validation_failed");
-	expect_free(report(tid, "not json"), 400, NULL);
-	expect_free(report(NULL, "{\"counter\":\"leads\",\"n\":1}"), 400,
-		    "tenant_required");
+	cm_test_expect_free(call("POST", "/api/tenant/usage", tok,
+				 "{\"counter\":\"leads_created\",\"n\":1}",
+				 NULL, NULL),
+			    403, "forbidden");
+	cm_test_expect_free(report(tid, "{\"counter\":\"api_calls\",\"n\":1}"),
+			    400, "validation_failed");
+	cm_test_expect_free(report(tid, "{\"counter\":\"users\",\"n\":1}"), 400,
+			    "validation_failed");
+	cm_test_expect_free(
+		report(tid, "{\"counter\":\"Leads Created\",\"n\":1}"), 400,
+		"validation_failed");
+	cm_test_expect_free(report(tid, "{\"counter\":\"leads\",\"n\":0}"), 400,
+			    "validation_failed");
+	cm_test_expect_free(report(tid, "{\"counter\":\"leads\",\"n\":1.5}"),
+			    400, "validation_failed");
+	cm_test_expect_free(report(tid, "{\"counter\":\"leads\"}"), 400,
+			    "validation_failed");
+	cm_test_expect_free(report(tid, "not json"), 400, NULL);
+	cm_test_expect_free(report(NULL, "{\"counter\":\"leads\",\"n\":1}"),
+			    400, "tenant_required");
 	free(tok);
 }
 END_TEST
@@ -500,8 +484,9 @@ START_TEST(test_usage_answers_503_while_redis_is_down)
 	ck_assert_int_eq(cm_test_stack("start-redis"), 0);
 	ck_assert_msg(r.status == 503, "%ld %s", r.status, r.body);
 	cm_test_resp_release(&r);
-	expect_free(report(tid, "{\"counter\":\"leads_created\",\"n\":1}"), 204,
-		    NULL);
+	cm_test_expect_free(
+		report(tid, "{\"counter\":\"leads_created\",\"n\":1}"), 204,
+		NULL);
 	free(tok);
 }
 END_TEST
@@ -525,7 +510,7 @@ walk(const char *path, const char *tok, int limit, const char *field,
 		cm_buf_printf(&url, "%s?limit=%d%s%s", path, limit,
 			      cursor[0] ? "&cursor=" : "", cursor);
 		r = call("GET", cm_buf_str(&url), tok, NULL, NULL, NULL);
-		expect(&r, 200, NULL);
+		cm_test_expect(&r, 200, NULL);
 		(*pages)++;
 		it = cJSON_GetObjectItemCaseSensitive(r.json, "items");
 		ck_assert(cJSON_GetArraySize(it) <= limit);
@@ -576,18 +561,19 @@ START_TEST(test_members_come_in_pages_in_join_order_without_repeats)
 	ck_assert_str_eq(one, all);
 	free(one);
 	free(all);
-	expect_free(call("GET", "/api/tenant/members?limit=0", tok, NULL, NULL,
-			 NULL),
-		    400, "bad_request");
-	expect_free(call("GET", "/api/tenant/members?limit=201", tok, NULL,
-			 NULL, NULL),
-		    400, "bad_request");
-	expect_free(call("GET", "/api/tenant/members?cursor=x.y", tok, NULL,
-			 NULL, NULL),
-		    400, "bad_cursor");
-	expect_free(call("GET", "/api/tenant/members?cursor=12.not-a-uuid", tok,
-			 NULL, NULL, NULL),
-		    400, "bad_cursor");
+	cm_test_expect_free(call("GET", "/api/tenant/members?limit=0", tok,
+				 NULL, NULL, NULL),
+			    400, "bad_request");
+	cm_test_expect_free(call("GET", "/api/tenant/members?limit=201", tok,
+				 NULL, NULL, NULL),
+			    400, "bad_request");
+	cm_test_expect_free(call("GET", "/api/tenant/members?cursor=x.y", tok,
+				 NULL, NULL, NULL),
+			    400, "bad_cursor");
+	cm_test_expect_free(call("GET",
+				 "/api/tenant/members?cursor=12.not-a-uuid",
+				 tok, NULL, NULL, NULL),
+			    400, "bad_cursor");
 	free(tok);
 }
 END_TEST
@@ -603,21 +589,21 @@ START_TEST(test_keys_and_invitations_come_in_pages_and_stay_in_the_tenant)
 	for (i = 0; i < 3; i++) {
 		snprintf(body, sizeof(body),
 			 "{\"name\":\"k%d\",\"scopes\":[\"crm:read\"]}", i);
-		expect_free(call("POST", "/api/tenant/api-keys", tok_a, body,
-				 NULL, NULL),
-			    201, NULL);
+		cm_test_expect_free(call("POST", "/api/tenant/api-keys", tok_a,
+					 body, NULL, NULL),
+				    201, NULL);
 		snprintf(body, sizeof(body),
 			 "{\"email\":\"inv%d-%d@example.test\","
 			 "\"role\":\"user\"}",
 			 i, (int)getpid());
-		expect_free(call("POST", "/api/tenant/invitations", tok_a, body,
+		cm_test_expect_free(call("POST", "/api/tenant/invitations",
+					 tok_a, body, NULL, NULL),
+				    201, NULL);
+	}
+	cm_test_expect_free(call("POST", "/api/tenant/api-keys", tok_b,
+				 "{\"name\":\"b\",\"scopes\":[\"crm:read\"]}",
 				 NULL, NULL),
 			    201, NULL);
-	}
-	expect_free(call("POST", "/api/tenant/api-keys", tok_b,
-			 "{\"name\":\"b\",\"scopes\":[\"crm:read\"]}", NULL,
-			 NULL),
-		    201, NULL);
 	a = walk("/api/tenant/api-keys", tok_a, 200, "id", &pages);
 	ck_assert_int_eq(count_words(a), 3);
 	one = walk("/api/tenant/api-keys", tok_a, 2, "id", &pages);
@@ -635,7 +621,7 @@ START_TEST(test_keys_and_invitations_come_in_pages_and_stay_in_the_tenant)
 	free(a);
 	r = call("GET", "/api/tenant/invitations?limit=1", tok_a, NULL, NULL,
 		 NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_null(strstr(r.body, "\"token\""));
 	cm_test_resp_release(&r);
 	b = walk("/api/tenant/invitations", tok_b, 5, "id", &pages);
@@ -719,9 +705,9 @@ START_TEST(test_concurrent_adds_and_invitations_never_pass_max_users)
 	tok_i = tenant_with_owner(ti, "\"limits\":{\"max_users\":3}");
 	ck_assert_int_eq(race("/api/tenant/invitations", tok_i, bodies, 8), 2);
 	/* two open invitations hold the last two seats */
-	expect_free(call("POST", "/api/tenant/members", tok_i, bodies[8], NULL,
-			 NULL),
-		    403, "limit_reached");
+	cm_test_expect_free(call("POST", "/api/tenant/members", tok_i,
+				 bodies[8], NULL, NULL),
+			    403, "limit_reached");
 	free(tok_m);
 	free(tok_i);
 }
@@ -737,7 +723,7 @@ START_TEST(test_accepting_an_invitation_rechecks_a_lowered_limit)
 		 "{\"email\":\"late-%d@example.test\",\"role\":\"user\"}",
 		 (int)getpid());
 	r = call("POST", "/api/tenant/invitations", tok, body, NULL, NULL);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	snprintf(body, sizeof(body), "{\"token\":\"%s\",\"password\":\"%s\"}",
 		 jstr(r.json, "token"), PW);
 	cm_test_resp_release(&r);
@@ -746,18 +732,18 @@ START_TEST(test_accepting_an_invitation_rechecks_a_lowered_limit)
 		 " WHERE id = '%s'",
 		 tid);
 	ck_assert_int_eq(cm_test_psql(sql), 0);
-	expect_free(call("POST", "/api/auth/accept-invitation", NULL, body,
-			 NULL, NULL),
-		    403, "limit_reached");
+	cm_test_expect_free(call("POST", "/api/auth/accept-invitation", NULL,
+				 body, NULL, NULL),
+			    403, "limit_reached");
 	snprintf(sql, sizeof(sql),
 		 "UPDATE brain.tenants SET limits = '{\"max_users\":2}'"
 		 " WHERE id = '%s'",
 		 tid);
 	ck_assert_int_eq(cm_test_psql(sql), 0);
 	/* refused means untouched: the invitation still works */
-	expect_free(call("POST", "/api/auth/accept-invitation", NULL, body,
-			 NULL, NULL),
-		    200, NULL);
+	cm_test_expect_free(call("POST", "/api/auth/accept-invitation", NULL,
+				 body, NULL, NULL),
+			    200, NULL);
 	free(tok);
 }
 END_TEST
@@ -816,10 +802,10 @@ START_TEST(test_a_deleted_tenant_is_purged_after_its_grace_and_only_then)
 	make_tenant(ta, NULL);
 	make_member(ta, "owner", email);
 	tok = login(email);
-	expect_free(call("POST", "/api/tenant/api-keys", tok,
-			 "{\"name\":\"k\",\"scopes\":[\"crm:read\"]}", NULL,
-			 NULL),
-		    201, NULL);
+	cm_test_expect_free(call("POST", "/api/tenant/api-keys", tok,
+				 "{\"name\":\"k\",\"scopes\":[\"crm:read\"]}",
+				 NULL, NULL),
+			    201, NULL);
 	make_tenant(tb, NULL); /* deleted too, but due tomorrow */
 	snprintf(sql, sizeof(sql),
 		 "UPDATE brain.tenants SET deleted_at = now(), purge_after ="
@@ -828,16 +814,16 @@ START_TEST(test_a_deleted_tenant_is_purged_after_its_grace_and_only_then)
 	ck_assert_int_eq(cm_test_psql(sql), 0);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s", ta);
 	r = call("DELETE", path, admin_token, NULL, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert(strlen(jstr(r.json, "purge_after")) > 0);
 	cm_test_resp_release(&r);
 	ck_assert_int_eq(tenant_status_until(ta, 404), 404);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/restore", ta);
-	expect_free(call("POST", path, admin_token, NULL, NULL, NULL), 404,
-		    "not_found");
+	cm_test_expect_free(call("POST", path, admin_token, NULL, NULL, NULL),
+			    404, "not_found");
 	/* the owner's membership went with it */
 	r = call("GET", "/api/auth/me", tok, NULL, NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
 				 r.json, "memberships")),
 			 0);
@@ -846,8 +832,8 @@ START_TEST(test_a_deleted_tenant_is_purged_after_its_grace_and_only_then)
 	ck_assert(purge_announced(ta));
 	ck_assert_int_eq(tenant_status_until(tb, 200), 200);
 	snprintf(path, sizeof(path), "/api/admin/tenants/%s/restore", tb);
-	expect_free(call("POST", path, admin_token, NULL, NULL, NULL), 200,
-		    NULL);
+	cm_test_expect_free(call("POST", path, admin_token, NULL, NULL, NULL),
+			    200, NULL);
 	free(tok);
 }
 END_TEST

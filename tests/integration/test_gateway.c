@@ -288,15 +288,6 @@ gw(const char *method, const char *tid, const char *path, const char *body,
 	return r;
 }
 
-static void
-expect(struct cm_test_resp *r, long status, const char *code)
-{
-	ck_assert_msg(r->status == status, "status %ld, want %ld: %s",
-		      r->status, status, r->body);
-	if (code)
-		ck_assert_str_eq(cm_test_resp_error_code(r), code);
-}
-
 /* The value of header name in the raw request text, copied to out. */
 static const char *
 raw_header(const char *raw, const char *name, char *out, size_t cap)
@@ -341,7 +332,7 @@ START_TEST(test_forwards_request_as_received_with_verified_identity_only)
 		 tenant_b);
 	r = gw("POST", tenant_a, "/api/crm/echo/a%2Fb?x=1&y=%20z",
 	       "{\"hello\":1}", extra);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_msg(!strncmp(r.body,
 			       "POST /api/crm/echo/a%2Fb?x=1&y=%20z HTTP/1.1",
 			       44),
@@ -387,11 +378,11 @@ START_TEST(test_forwards_request_as_received_with_verified_identity_only)
 	/* a client's own X-Service-Token is checked, not passed on */
 	r = gw("GET", tenant_a, "/api/crm/x", NULL,
 	       (const char *const[]){ "X-Service-Token: forged", NULL });
-	expect(&r, 401, "invalid_service_token");
+	cm_test_expect(&r, 401, "invalid_service_token");
 	cm_test_resp_release(&r);
 
 	r = gw("GET", tenant_a, "/api/crm/teapot", NULL, NULL);
-	expect(&r, 418, NULL);
+	cm_test_expect(&r, 418, NULL);
 	ck_assert_str_eq(cm_test_resp_header(&r, "X-Upstream"), "echo");
 	cm_test_resp_release(&r);
 }
@@ -402,23 +393,23 @@ START_TEST(test_upstream_down_or_silent_is_a_json_error_naming_it)
 	struct cm_test_resp r =
 		gw("GET", tenant_a, "/api/agents/x", NULL, NULL);
 
-	expect(&r, 502, "upstream_unavailable");
+	cm_test_expect(&r, 502, "upstream_unavailable");
 	ck_assert_ptr_nonnull(strstr(r.body, "agents"));
 	ck_assert_ptr_nonnull(strstr(r.body, "request_id"));
 	cm_test_resp_release(&r);
 
 	r = gw("GET", tenant_a, "/api/cms/pages", NULL, NULL);
-	expect(&r, 504, "upstream_timeout");
+	cm_test_expect(&r, 504, "upstream_timeout");
 	ck_assert_ptr_nonnull(strstr(r.body, "cms"));
 	cm_test_resp_release(&r);
 
 	/* a status line no HTTP server sends, an answer over the cap */
 	r = gw("GET", tenant_a, "/api/crm/weird-status", NULL, NULL);
-	expect(&r, 502, "upstream_unavailable");
+	cm_test_expect(&r, 502, "upstream_unavailable");
 	ck_assert_ptr_nonnull(strstr(r.body, "malformed"));
 	cm_test_resp_release(&r);
 	r = gw("GET", tenant_a, "/api/crm/huge", NULL, NULL);
-	expect(&r, 502, "upstream_response_too_large");
+	cm_test_expect(&r, 502, "upstream_response_too_large");
 	cm_test_resp_release(&r);
 
 	/* a request target too long to forward */
@@ -429,7 +420,7 @@ START_TEST(test_upstream_down_or_silent_is_a_json_error_naming_it)
 		while (path.len < 5000)
 			cm_buf_puts(&path, "aaaaaaaaaa");
 		r = gw("GET", tenant_a, cm_buf_str(&path), NULL, NULL);
-		expect(&r, 414, "uri_too_long");
+		cm_test_expect(&r, 414, "uri_too_long");
 		cm_test_resp_release(&r);
 		cm_buf_release(&path);
 	}
@@ -529,22 +520,22 @@ START_TEST(test_disabled_service_and_plan_rate_limit)
 	struct cm_test_resp r = gw("GET", tenant_off, "/api/crm/x", NULL, NULL);
 	int i;
 
-	expect(&r, 403, "service_not_enabled");
+	cm_test_expect(&r, 403, "service_not_enabled");
 	cm_test_resp_release(&r);
 	for (i = 0; i < 3; i++) {
 		r = gw("GET", tenant_slow, "/api/crm/x", NULL, NULL);
-		expect(&r, 200, NULL);
+		cm_test_expect(&r, 200, NULL);
 		cm_test_resp_release(&r);
 	}
 	r = gw("GET", tenant_slow, "/api/crm/x", NULL, NULL);
-	expect(&r, 429, "rate_limited");
+	cm_test_expect(&r, 429, "rate_limited");
 	ck_assert_str_eq(cm_test_resp_header(&r, "X-RateLimit-Remaining"), "0");
 	ck_assert_int_ge(
 		strtol(cm_test_resp_header(&r, "Retry-After"), NULL, 10), 1);
 	cm_test_resp_release(&r);
 	/* another tenant's budget is its own */
 	r = gw("GET", tenant_a, "/api/crm/x", NULL, NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	cm_test_resp_release(&r);
 }
 END_TEST
@@ -558,7 +549,7 @@ START_TEST(test_api_keys_reach_only_their_scopes)
 
 	r = gw("POST", tenant_a, "/api/tenant/api-keys",
 	       "{\"name\":\"gw\",\"scopes\":[\"crm:read\"]}", NULL);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	key = cJSON_GetObjectItemCaseSensitive(r.json, "key");
 	ck_assert(cJSON_IsString(key));
 	cm_buf_printf(&auth, "Authorization: Bearer %s", key->valuestring);
@@ -567,18 +558,18 @@ START_TEST(test_api_keys_reach_only_their_scopes)
 	ck_assert_int_eq(
 		cm_test_http("GET", brain.port, "/api/crm/leads", hs, NULL, &r),
 		0);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_nonnull(strstr(r.body, "X-User-Roles: crm:read"));
 	cm_test_resp_release(&r);
 	ck_assert_int_eq(cm_test_http("POST", brain.port, "/api/crm/leads", hs,
 				      "{}", &r),
 			 0);
-	expect(&r, 403, "insufficient_scope");
+	cm_test_expect(&r, 403, "insufficient_scope");
 	cm_test_resp_release(&r);
 	ck_assert_int_eq(
 		cm_test_http("GET", brain.port, "/api/cms/pages", hs, NULL, &r),
 		0);
-	expect(&r, 403, "insufficient_scope");
+	cm_test_expect(&r, 403, "insufficient_scope");
 	cm_test_resp_release(&r);
 	cm_buf_release(&auth);
 }
@@ -608,7 +599,7 @@ START_TEST(test_real_upstream_keeps_tenants_apart)
 	for (i = 0; i < 100; i++) {
 		r = gw("GET", tenant_a, "/api/events/history?limit=10", NULL,
 		       NULL);
-		expect(&r, 200, NULL);
+		cm_test_expect(&r, 200, NULL);
 		found = strstr(r.body, "via the gateway") != NULL;
 		cm_test_resp_release(&r);
 		if (found)
@@ -619,7 +610,7 @@ START_TEST(test_real_upstream_keeps_tenants_apart)
 
 	snprintf(spoof, sizeof(spoof), "X-Tenant-ID: %s", tenant_a);
 	r = gw("GET", tenant_b, "/api/events/history?limit=10", NULL, extra);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	items = cJSON_GetObjectItemCaseSensitive(r.json, "items");
 	ck_assert(cJSON_IsArray(items));
 	ck_assert_ptr_null(strstr(r.body, "via the gateway"));
@@ -649,7 +640,7 @@ START_TEST(test_services_refuse_mismatched_or_foreign_gateway_tokens)
 	snprintf(tid, sizeof(tid), "X-Tenant-ID: %s", tenant_a);
 	ck_assert_int_eq(cm_test_http("GET", bus.port, "/whoami", hs, NULL, &r),
 			 0);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_nonnull(strstr(r.body, user_a));
 	ck_assert_ptr_nonnull(strstr(r.body, tenant_a));
 	ck_assert_ptr_nonnull(strstr(r.body, "\"via\":\"brain\""));
@@ -658,7 +649,7 @@ START_TEST(test_services_refuse_mismatched_or_foreign_gateway_tokens)
 	snprintf(tid, sizeof(tid), "X-Tenant-ID: %s", tenant_b);
 	ck_assert_int_eq(cm_test_http("GET", bus.port, "/whoami", hs, NULL, &r),
 			 0);
-	expect(&r, 401, "invalid_service_token");
+	cm_test_expect(&r, 401, "invalid_service_token");
 	cm_test_resp_release(&r);
 	free(tok);
 }

@@ -831,49 +831,6 @@ START_TEST(test_a_wrong_or_missing_master_key_is_refused_at_start_up)
 }
 END_TEST
 
-/* The fake Vault on a free port; its pid. */
-static pid_t
-start_fake_vault(int *port)
-{
-	char bin[600], arg[16];
-	struct cm_test_resp r;
-	pid_t pid;
-	int i;
-
-	*port = cm_test_free_port();
-	snprintf(bin, sizeof(bin), "%s/fakes/vault", cm_test_env("BZ_BUILD"));
-	snprintf(arg, sizeof(arg), "%d", *port);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		execl(bin, bin, arg, (char *)NULL);
-		_exit(127);
-	}
-	for (i = 0; i < 100; i++) {
-		if (cm_test_http("GET", *port, "/_fake/stats", NULL, NULL,
-				 &r) == 0 &&
-		    r.status == 200) {
-			cm_test_resp_release(&r);
-			return pid;
-		}
-		cm_test_resp_release(&r);
-		usleep(50 * 1000);
-	}
-	ck_abort_msg("fake vault did not start");
-	return -1;
-}
-
-static void
-fake_vault_state(int port, const char *json)
-{
-	const char *hs[] = { "Content-Type: application/json", NULL };
-	struct cm_test_resp r;
-
-	ck_assert_int_eq(
-		cm_test_http("POST", port, "/_fake/state", hs, json, &r), 0);
-	cm_test_resp_release(&r);
-}
-
 static int
 start_vc_vault(struct cm_test_svc *s, int vport, const char *secret_id)
 {
@@ -928,7 +885,7 @@ START_TEST(test_with_vault_addr_secrets_live_in_vault_under_the_same_paths)
 	pid_t fake;
 	int vport;
 
-	fake = start_fake_vault(&vport);
+	fake = cm_test_fake_vault_start(&vport);
 	ck_assert_int_eq(start_vc_vault(&v, vport, "test-secret"), 0);
 	r = call_port(v.port, "PUT", "brain", tenant_a,
 		      "/v1/tenant/secrets/llm/openai",
@@ -982,7 +939,7 @@ START_TEST(test_readiness_reports_a_sealed_or_standby_vault)
 	pid_t fake;
 	int vport;
 
-	fake = start_fake_vault(&vport);
+	fake = cm_test_fake_vault_start(&vport);
 	ck_assert_int_eq(start_vc_vault(&v, vport, "test-secret"), 0);
 	ck_assert_int_eq(
 		cm_test_http("GET", v.port, "/health/ready", NULL, NULL, &r),
@@ -995,7 +952,7 @@ START_TEST(test_readiness_reports_a_sealed_or_standby_vault)
 	ck_assert_ptr_nonnull(strstr(r.body, "\"sealed\":false"));
 	ck_assert_int_gt(json_int(r.json, "vault", "token_ttl_s"), 60);
 	cm_test_resp_release(&r);
-	fake_vault_state(vport, "{\"sealed\":true}");
+	cm_test_fake_vault_state(vport, "{\"sealed\":true}");
 	ck_assert_int_eq(
 		cm_test_http("GET", v.port, "/health/ready", NULL, NULL, &r),
 		0);
@@ -1006,7 +963,7 @@ START_TEST(test_readiness_reports_a_sealed_or_standby_vault)
 	ck_assert_ptr_nonnull(strstr(r.body, "\"sealed\":true"));
 	ck_assert_ptr_nonnull(strstr(r.body, "\"ok\":false"));
 	cm_test_resp_release(&r);
-	fake_vault_state(vport, "{\"sealed\":false,\"standby\":true}");
+	cm_test_fake_vault_state(vport, "{\"sealed\":false,\"standby\":true}");
 	ck_assert_int_eq(
 		cm_test_http("GET", v.port, "/health/ready", NULL, NULL, &r),
 		0);
@@ -1025,7 +982,7 @@ START_TEST(test_refused_approle_credentials_stop_the_start_up)
 	pid_t fake;
 	int vport;
 
-	fake = start_fake_vault(&vport);
+	fake = cm_test_fake_vault_start(&vport);
 	ck_assert_int_eq(start_vc_vault(&v, vport, "not-the-secret"), -1);
 	ck_assert(log_has(v.log, "invalid role or secret ID"));
 	ck_assert(!log_has(v.log, "not-the-secret"));
@@ -1092,7 +1049,7 @@ START_TEST(test_migration_copies_every_current_secret_into_vault)
 	ck_assert_int_eq(status_of("DELETE", "brain", tenant_a,
 				   "/v1/tenant/secrets/llm/dropped", NULL),
 			 204);
-	fake = start_fake_vault(&vport);
+	fake = cm_test_fake_vault_start(&vport);
 	snprintf(k, sizeof(k), "VAULT_MASTER_KEY_FILE=%s", key_a);
 	snprintf(a, sizeof(a), "VAULT_ADDR=http://127.0.0.1:%d", vport);
 	/* llm/moved was tampered with above: named, the rest copied, 1 */

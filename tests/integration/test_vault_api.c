@@ -173,20 +173,11 @@ as_user(const char *sub, const char *tenant, const char *roles,
 #define OWNER_A(m, p, b) as_user(user_a, tenant_a, "[\"owner\"]", m, p, b, NULL)
 #define OWNER_B(m, p, b) as_user(user_b, tenant_b, "[\"owner\"]", m, p, b, NULL)
 
-static void
-expect(struct cm_test_resp *r, long status, const char *code)
-{
-	ck_assert_msg(r->status == status, "want %ld, got %ld: %s", status,
-		      r->status, r->body ? r->body : "");
-	if (code)
-		ck_assert_str_eq(cm_test_resp_error_code(r), code);
-}
-
 /* Status (and code) of one call, response released. */
 static void
 expect_call(struct cm_test_resp r, long status, const char *code)
 {
-	expect(&r, status, code);
+	cm_test_expect(&r, status, code);
 	cm_test_resp_release(&r);
 }
 
@@ -252,12 +243,12 @@ START_TEST(test_owner_writes_rotates_lists_and_reveals_through_brain)
 	ck_assert_int_eq(owner_a_writes("llm/openai", value1), 201);
 	ck_assert_int_eq(owner_a_writes("llm/openai", value2), 200);
 	r = OWNER_A("GET", "/api/secrets/list?prefix=llm/", NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_nonnull(strstr(r.body, "\"llm/openai\""));
 	ck_assert(!has_marker(&r));
 	cm_test_resp_release(&r);
 	r = OWNER_A("GET", "/api/secrets/metadata/llm/openai", NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_int_eq(json_int(r.json, "current_version"), 2);
 	ck_assert_str_eq(cm_test_resp_header(&r, "ETag"), "\"2\"");
 	ck_assert(!has_marker(&r));
@@ -303,12 +294,12 @@ START_TEST(test_tenant_b_cannot_read_list_touch_or_infer_tenant_a_secrets)
 	expect_call(OWNER_B("PUT", path, "{\"data\":{\"k\":\"v\"}}"), 403,
 		    "foreign_tenant");
 	r = OWNER_B("GET", "/api/secrets/list", NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_ptr_null(strstr(r.body, "telegram/bot"));
 	cm_test_resp_release(&r);
 	/* B's audit log holds B's own attempts only (one named A's id) */
 	r = OWNER_B("GET", "/api/secrets/audit?limit=200", NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	snprintf(path, sizeof(path), "\"path\":\"tenants/%s", tenant_a);
 	ck_assert_ptr_null(strstr(r.body, path));
 	ck_assert_ptr_null(strstr(r.body, user_a));
@@ -377,7 +368,7 @@ make_api_key(const char *scopes, struct cm_buf *auth)
 
 	snprintf(body, sizeof(body), "{\"name\":\"vc\",\"scopes\":%s}", scopes);
 	r = OWNER_A("POST", "/api/tenant/api-keys", body);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	key = cJSON_GetObjectItemCaseSensitive(r.json, "key");
 	ck_assert(cJSON_IsString(key));
 	cm_buf_printf(auth, "Authorization: Bearer %s", key->valuestring);
@@ -506,7 +497,7 @@ audit_row(const char *request_id)
 	const cJSON *it, *id;
 	cJSON *found = NULL;
 
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert(!has_marker(&r));
 	cJSON_ArrayForEach(it,
 			   cJSON_GetObjectItemCaseSensitive(r.json, "items"))
@@ -569,7 +560,7 @@ START_TEST(test_reveal_and_every_refusal_are_audited_in_the_tenant)
 
 	/* keyset pages, newest first, no overlap */
 	r = OWNER_A("GET", "/api/secrets/audit?limit=2", NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	next = cJSON_GetObjectItemCaseSensitive(r.json, "next_cursor");
 	ck_assert(cJSON_IsString(next));
 	{
@@ -580,7 +571,7 @@ START_TEST(test_reveal_and_every_refusal_are_audited_in_the_tenant)
 			 next->valuestring);
 		r2 = OWNER_A("GET", path, NULL);
 	}
-	expect(&r2, 200, NULL);
+	cm_test_expect(&r2, 200, NULL);
 	a = cJSON_GetArrayItem(
 		cJSON_GetObjectItemCaseSensitive(r.json, "items"), 1);
 	b = cJSON_GetArrayItem(
@@ -605,12 +596,12 @@ START_TEST(test_idempotent_writes_replay_and_preconditions_guard_rotation)
 
 	r = as_user(user_a, tenant_a, "[\"owner\"]", "PUT",
 		    "/api/secrets/data/llm/idem", b1, k1);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	first = cm_xstrdup(r.body);
 	cm_test_resp_release(&r);
 	r = as_user(user_a, tenant_a, "[\"owner\"]", "PUT",
 		    "/api/secrets/data/llm/idem", b1, k1);
-	expect(&r, 201, NULL);
+	cm_test_expect(&r, 201, NULL);
 	ck_assert_str_eq(r.body, first);
 	ck_assert_str_eq(cm_test_resp_header(&r, "Idempotent-Replayed"),
 			 "true");
@@ -695,7 +686,7 @@ START_TEST(test_no_value_is_served_when_its_audit_row_cannot_be_written)
 	service_read("llm/guarded", 503, "audit_unavailable");
 	service_read("llm/none", 503, "audit_unavailable");
 	r = OWNER_A("POST", "/api/secrets/reveal/llm/guarded", NULL);
-	expect(&r, 503, "audit_unavailable");
+	cm_test_expect(&r, 503, "audit_unavailable");
 	ck_assert(!has_marker(&r));
 	cm_test_resp_release(&r);
 	ck_assert_int_eq(cm_test_psql("GRANT INSERT ON vault_client.audit "
@@ -749,7 +740,7 @@ encrypt_with(int port, const char *service, const char *key, const char *b64)
 		cJSON_GetObjectItemCaseSensitive(r.json, "ciphertext");
 	char *out;
 
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert(cJSON_IsString(ct));
 	ck_assert_int_eq(json_int(r.json, "key_version"), 1);
 	out = cm_xstrdup(ct->valuestring);
@@ -774,7 +765,7 @@ transit_checks(int port, const char *prefix)
 	ck_assert_str_ne(c1, c2);
 	r = transit(port, "crm", "decrypt", "crm-notes", "ciphertext", c1,
 		    NULL);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	p = cJSON_GetObjectItemCaseSensitive(r.json, "plaintext");
 	ck_assert(cJSON_IsString(p));
 	ck_assert_str_eq(p->valuestring, pt);
@@ -826,7 +817,7 @@ START_TEST(test_local_transit_round_trips_and_keeps_keys_apart)
 	cm_buf_printf(&ga, "X-Service-Token: %s", gtok);
 	r = req_port(vcs.port, "POST", cm_buf_str(&ga),
 		     "/v1/transit/encrypt/crm", "{\"plaintext\":\"\"}", NULL);
-	expect(&r, 403, "forbidden");
+	cm_test_expect(&r, 403, "forbidden");
 	cm_test_resp_release(&r);
 	cm_buf_release(&ga);
 	free(gtok);
@@ -835,48 +826,6 @@ END_TEST
 
 /* ---- the Vault backend and brain's /health/vault --------------------------
  */
-
-static pid_t
-start_fake_vault(int *port)
-{
-	char bin[600], arg[16];
-	struct cm_test_resp r;
-	pid_t pid;
-	int i;
-
-	*port = cm_test_free_port();
-	snprintf(bin, sizeof(bin), "%s/fakes/vault", cm_test_env("BZ_BUILD"));
-	snprintf(arg, sizeof(arg), "%d", *port);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		execl(bin, bin, arg, (char *)NULL);
-		_exit(127);
-	}
-	for (i = 0; i < 100; i++) {
-		if (cm_test_http("GET", *port, "/_fake/stats", NULL, NULL,
-				 &r) == 0 &&
-		    r.status == 200) {
-			cm_test_resp_release(&r);
-			return pid;
-		}
-		cm_test_resp_release(&r);
-		usleep(50 * 1000);
-	}
-	ck_abort_msg("fake vault did not start");
-	return -1;
-}
-
-static void
-fake_vault_state(int port, const char *json)
-{
-	const char *hs[] = { "Content-Type: application/json", NULL };
-	struct cm_test_resp r;
-
-	ck_assert_int_eq(
-		cm_test_http("POST", port, "/_fake/state", hs, json, &r), 0);
-	cm_test_resp_release(&r);
-}
 
 static const cJSON *
 backend_of(const struct cm_test_resp *r)
@@ -892,7 +841,7 @@ START_TEST(test_brain_health_vault_reports_the_local_backend)
 	ck_assert_int_eq(cm_test_http("GET", brain.port, "/health/vault", NULL,
 				      NULL, &r),
 			 0);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	be = backend_of(&r);
 	ck_assert_ptr_nonnull(be);
 	ck_assert_str_eq(
@@ -917,7 +866,7 @@ START_TEST(test_with_vault_transit_and_health_come_from_vault)
 	pid_t fake;
 	int vport;
 
-	fake = start_fake_vault(&vport);
+	fake = cm_test_fake_vault_start(&vport);
 	snprintf(a, sizeof(a), "VAULT_ADDR=http://127.0.0.1:%d", vport);
 	ck_assert_int_eq(cm_test_svc_start(&v, "vault-client", env), 0);
 	transit_checks(v.port, "vault:v1:");
@@ -925,7 +874,7 @@ START_TEST(test_with_vault_transit_and_health_come_from_vault)
 	ck_assert_int_eq(
 		cm_test_http("GET", b2.port, "/health/vault", NULL, NULL, &r),
 		0);
-	expect(&r, 200, NULL);
+	cm_test_expect(&r, 200, NULL);
 	ck_assert_str_eq(
 		cJSON_GetObjectItemCaseSensitive(backend_of(&r), "backend")
 			->valuestring,
@@ -935,11 +884,11 @@ START_TEST(test_with_vault_transit_and_health_come_from_vault)
 		cJSON_GetObjectItemCaseSensitive(vault, "sealed")));
 	ck_assert_int_gt(json_int(vault, "token_ttl_s"), 60);
 	cm_test_resp_release(&r);
-	fake_vault_state(vport, "{\"sealed\":true}");
+	cm_test_fake_vault_state(vport, "{\"sealed\":true}");
 	ck_assert_int_eq(
 		cm_test_http("GET", b2.port, "/health/vault", NULL, NULL, &r),
 		0);
-	expect(&r, 503, NULL);
+	cm_test_expect(&r, 503, NULL);
 	vault = cJSON_GetObjectItemCaseSensitive(backend_of(&r), "vault");
 	ck_assert(cJSON_IsTrue(
 		cJSON_GetObjectItemCaseSensitive(vault, "sealed")));

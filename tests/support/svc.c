@@ -287,6 +287,73 @@ cm_test_resp_release(struct cm_test_resp *r)
 	memset(r, 0, sizeof(*r));
 }
 
+void
+cm_test_expect(const struct cm_test_resp *r, long status, const char *code)
+{
+	ck_assert_msg(r->status == status, "status %ld, want %ld: %s",
+		      r->status, status, r->body ? r->body : "");
+	if (code)
+		ck_assert_str_eq(cm_test_resp_error_code(r), code);
+}
+
+void
+cm_test_expect_free(struct cm_test_resp r, long status, const char *code)
+{
+	cm_test_expect(&r, status, code);
+	cm_test_resp_release(&r);
+}
+
+void
+cm_test_fresh_name(char *out, size_t n, const char *prefix)
+{
+	char id[37];
+
+	ck_assert_int_eq(cm_uuid_v4(id), 0);
+	snprintf(out, n, "%s-%.8s", prefix, id);
+}
+
+pid_t
+cm_test_fake_vault_start(int *port)
+{
+	char bin[600], arg[16];
+	struct cm_test_resp r;
+	pid_t pid;
+	int i;
+
+	*port = cm_test_free_port();
+	snprintf(bin, sizeof(bin), "%s/fakes/vault", cm_test_env("BZ_BUILD"));
+	snprintf(arg, sizeof(arg), "%d", *port);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execl(bin, bin, arg, (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 100; i++) {
+		if (cm_test_http("GET", *port, "/_fake/stats", NULL, NULL,
+				 &r) == 0 &&
+		    r.status == 200) {
+			cm_test_resp_release(&r);
+			return pid;
+		}
+		cm_test_resp_release(&r);
+		usleep(50 * 1000);
+	}
+	ck_abort_msg("fake vault did not start");
+	return -1;
+}
+
+void
+cm_test_fake_vault_state(int port, const char *json)
+{
+	const char *hs[] = { "Content-Type: application/json", NULL };
+	struct cm_test_resp r;
+
+	ck_assert_int_eq(
+		cm_test_http("POST", port, "/_fake/state", hs, json, &r), 0);
+	cm_test_resp_release(&r);
+}
+
 char *
 cm_test_user_token(const char *sub, const char *tenant_id,
 		   const char *roles_json, int ttl_s)

@@ -52,6 +52,19 @@ int cm_test_http(const char *method, int port, const char *path,
 const char *cm_test_resp_header(const struct cm_test_resp *r, const char *name);
 /* cm_test_resp_error_code - error.code of a JSON error body, or "". */
 const char *cm_test_resp_error_code(const struct cm_test_resp *r);
+/* cm_test_expect - r has status, and error.code `code` unless NULL (the
+   test fails otherwise, showing the body). */
+void cm_test_expect(const struct cm_test_resp *r, long status,
+		    const char *code);
+/* cm_test_expect_free - cm_test_expect, then release r. */
+void cm_test_expect_free(struct cm_test_resp r, long status, const char *code);
+/* cm_test_fresh_name - "<prefix>-<8 random hex>" into out[n]. */
+void cm_test_fresh_name(char *out, size_t n, const char *prefix);
+/* cm_test_fake_vault_start - tests/fakes/vault on a free port (*port),
+   answering; its pid. */
+pid_t cm_test_fake_vault_start(int *port);
+/* cm_test_fake_vault_state - POST json to the fake's /_fake/state. */
+void cm_test_fake_vault_state(int port, const char *json);
 /* cm_test_resp_release - free the response. */
 void cm_test_resp_release(struct cm_test_resp *r);
 /* cm_test_user_token - HS256 user token signed with JWT_SECRET_KEY;
