@@ -75,25 +75,10 @@ struct vcache_entry {
 
 static __thread struct vcache_entry vcache[VCACHE_SLOTS];
 
-static uint64_t
-fnv1a(uint64_t h, const void *data, size_t n)
-{
-	const unsigned char *b = data;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-#define FNV_BASIS 14695981039346656037ULL
-
 static struct vcache_entry *
 vcache_slot(const char *token, size_t len)
 {
-	return &vcache[fnv1a(FNV_BASIS, token, len) % VCACHE_SLOTS];
+	return &vcache[cm_hash(CM_HASH_INIT, token, len) % VCACHE_SLOTS];
 }
 
 /* The cached principal of token under verifier, if any and still valid. */
@@ -297,15 +282,15 @@ cm_auth_new(const struct cm_auth_config *cfg, char errbuf[CM_ERRBUF_LEN])
 	auth->issuer = cm_xstrdup(cfg->issuer);
 	auth->audience = cm_xstrdup(cfg->audience);
 	auth->leeway_s = cfg->leeway_s;
-	auth->verifier = fnv1a(FNV_BASIS, "user", 5);
-	auth->verifier = fnv1a(auth->verifier, &auth->alg, sizeof(auth->alg));
-	auth->verifier = fnv1a(auth->verifier, auth->key, auth->key_len + 1);
+	auth->verifier = cm_hash(CM_HASH_INIT, "user", 5);
+	auth->verifier = cm_hash(auth->verifier, &auth->alg, sizeof(auth->alg));
+	auth->verifier = cm_hash(auth->verifier, auth->key, auth->key_len + 1);
 	auth->verifier =
-		fnv1a(auth->verifier, auth->issuer, strlen(auth->issuer) + 1);
-	auth->verifier = fnv1a(auth->verifier, auth->audience,
-			       strlen(auth->audience) + 1);
-	auth->verifier =
-		fnv1a(auth->verifier, &auth->leeway_s, sizeof(auth->leeway_s));
+		cm_hash(auth->verifier, auth->issuer, strlen(auth->issuer) + 1);
+	auth->verifier = cm_hash(auth->verifier, auth->audience,
+				 strlen(auth->audience) + 1);
+	auth->verifier = cm_hash(auth->verifier, &auth->leeway_s,
+				 sizeof(auth->leeway_s));
 	return auth;
 }
 
@@ -1007,9 +992,9 @@ cm_service_token_verify(const char *secret, const char *self, const char *token,
 		      SERVICE_NAME_MAX);
 		goto out;
 	}
-	verifier = fnv1a(FNV_BASIS, "service", 8);
-	verifier = fnv1a(verifier, secret, strlen(secret) + 1);
-	verifier = fnv1a(verifier, self, strlen(self) + 1);
+	verifier = cm_hash(CM_HASH_INIT, "service", 8);
+	verifier = cm_hash(verifier, secret, strlen(secret) + 1);
+	verifier = cm_hash(verifier, self, strlen(self) + 1);
 	if (vcache_get(verifier, token, &p)) {
 		rc = 0;
 		goto out;

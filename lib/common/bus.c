@@ -307,19 +307,6 @@ cm_bus_validate(const cJSON *env, char errbuf[CM_ERRBUF_LEN])
 	return validate_text(env, NULL, errbuf);
 }
 
-/* now as 2026-01-02T03:04:05.123456Z */
-static void
-now_rfc3339_us(char out[40])
-{
-	struct timespec ts;
-	char base[21];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	cm_time_rfc3339((int64_t)ts.tv_sec, base);
-	base[19] = '\0'; /* drop the Z */
-	snprintf(out, 40, "%s.%06ldZ", base, (long)(ts.tv_nsec / 1000));
-}
-
 cJSON *
 cm_bus_envelope_new(const char *type, const char *source_service,
 		    const char *aggregate_type, const char *aggregate_id,
@@ -332,7 +319,7 @@ cm_bus_envelope_new(const char *type, const char *source_service,
 		cJSON_Delete(data);
 		return NULL;
 	}
-	now_rfc3339_us(at);
+	cm_time_rfc3339_us(at);
 	env = cJSON_CreateObject();
 	cJSON_AddStringToObject(env, "event_id", id);
 	cJSON_AddStringToObject(env, "event_type", type ? type : "");
@@ -427,12 +414,7 @@ static __thread struct known_stream bus_known[BUS_KNOWN_SLOTS];
 static struct known_stream *
 known_slot(const char *key)
 {
-	unsigned h = 2166136261u;
-	const char *p;
-
-	for (p = key; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	return &bus_known[h % BUS_KNOWN_SLOTS];
+	return &bus_known[cm_hash_str(key) % BUS_KNOWN_SLOTS];
 }
 
 /* XADD alone for a known stream; else EVALSHA the publish script (SADD +
@@ -512,14 +494,10 @@ struct publish_async {
 	cm_bus_published_fn fn;
 	void *arg;
 	bool scripted; /* the script (not a plain XADD) was sent */
-	bool evaled;   /* ... as EVAL */
 	char key[CM_BUS_KEY_LEN];
 	char type[BUS_MAX_TYPE + 1];
 	char *text;
 };
-
-static int publish_async_send(struct publish_async *p,
-			      char errbuf[CM_ERRBUF_LEN]);
 
 static void
 publish_async_done(redisReply *r, const char *err, void *arg)
@@ -529,14 +507,6 @@ publish_async_done(redisReply *r, const char *err, void *arg)
 	struct known_stream *k;
 	const char *id = NULL;
 
-	if (r && r->type == REDIS_REPLY_ERROR && p->scripted && !p->evaled &&
-	    !strncmp(r->str, "NOSCRIPT", 8)) {
-		p->evaled = true;
-		if (publish_async_send(p, errbuf) == 0)
-			return; /* answered by the EVAL */
-		r = NULL;
-		err = errbuf;
-	}
 	if (r && r->type == REDIS_REPLY_STRING) {
 		id = r->str;
 		if (p->scripted) {
@@ -564,24 +534,18 @@ publish_async_done(redisReply *r, const char *err, void *arg)
 static int
 publish_async_send(struct publish_async *p, char errbuf[CM_ERRBUF_LEN])
 {
-	const char *argv[7] = { "EVALSHA",	bus_publish_sha, "2",	 p->key,
-				CM_BUS_STREAMS, p->type,	 p->text };
+	const char *args[5] = { "2", p->key, CM_BUS_STREAMS, p->type, p->text };
 	const char *xadd[7] = { "XADD",	 p->key,  "*",	  "type",
 				p->type, "event", p->text };
 	struct known_stream *k = known_slot(p->key);
 
-	if (!p->scripted && cm_now_ms() < k->until_ms &&
-	    !strcmp(k->key, p->key))
+	if (cm_now_ms() < k->until_ms && !strcmp(k->key, p->key))
 		return cm_redis_async_argv(7, xadd, 0, publish_async_done, p,
 					   errbuf);
 	p->scripted = true;
 	pthread_once(&bus_sha_once, publish_sha_init);
-	if (p->evaled || !bus_publish_sha[0]) {
-		p->evaled = true;
-		argv[0] = "EVAL";
-		argv[1] = bus_publish_lua;
-	}
-	return cm_redis_async_argv(7, argv, 0, publish_async_done, p, errbuf);
+	return cm_redis_async_eval(bus_publish_lua, bus_publish_sha, 5, args,
+				   publish_async_done, p, errbuf);
 }
 
 /* An envelope checked and printed by cm_bus_prepare. */
@@ -651,22 +615,6 @@ cm_bus_publish_prepared_async(struct cm_bus_prepared *prep,
 		free(p);
 	}
 	return rc;
-}
-
-int
-cm_bus_publish_async(const char *tenant_id, cJSON *env, cm_bus_published_fn fn,
-		     void *arg, char errbuf[CM_ERRBUF_LEN])
-{
-	struct cm_bus_prepared *prep;
-	int rc;
-
-	if (!fn) {
-		cm_errf(errbuf, "publish: no callback");
-		return CM_EINVAL;
-	}
-	if ((rc = cm_bus_prepare(tenant_id, env, &prep, errbuf)) < 0)
-		return rc;
-	return cm_bus_publish_prepared_async(prep, fn, arg, errbuf);
 }
 
 /* ---- subscriber ---- */

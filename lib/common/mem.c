@@ -235,6 +235,35 @@ cm_uuid_v4(char out[37])
 	return 0;
 }
 
+uint64_t
+cm_hash(uint64_t h, const void *data, size_t n)
+{
+	const unsigned char *b = data;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	return h;
+}
+
+uint64_t
+cm_hash_str(const char *s)
+{
+	return cm_hash(CM_HASH_INIT, s, strlen(s));
+}
+
+void
+cm_time_rfc3339_us(char out[40])
+{
+	struct timespec ts;
+	char base[21];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	cm_time_rfc3339((int64_t)ts.tv_sec, base);
+	base[19] = '\0'; /* drop the Z */
+	snprintf(out, 40, "%s.%06ldZ", base, (long)(ts.tv_nsec / 1000));
+}
+
 void
 cm_memzero(void *p, size_t n)
 {

@@ -359,98 +359,6 @@ cm_rate_take_count(const char *key, long per_minute, long burst, long cost,
 	return take_reply(r, burst, out, errbuf);
 }
 
-/* One async take-count: the arguments kept for an EVAL after NOSCRIPT. */
-struct take_async {
-	cm_rate_fn fn;
-	void *arg;
-	long burst;
-	bool evaled; /* the EVAL fallback was sent */
-	char full[sizeof(RL_PREFIX) + CM_RATE_KEY_MAX];
-	char usage[64];
-	char counter[CM_USAGE_COUNTER_MAX + 1];
-	char a[4][24];
-};
-
-static int take_async_send(struct take_async *t, char errbuf[CM_ERRBUF_LEN]);
-
-static void
-take_async_done(redisReply *r, const char *err, void *arg)
-{
-	struct take_async *t = arg;
-	char errbuf[CM_ERRBUF_LEN] = "";
-	struct cm_rate_result out = { 0 };
-	int rc = CM_EIO;
-
-	if (r && r->type == REDIS_REPLY_ERROR && !t->evaled &&
-	    !strncmp(r->str, "NOSCRIPT", 8)) {
-		t->evaled = true;
-		if (take_async_send(t, errbuf) == 0)
-			return; /* answered by the EVAL */
-		err = errbuf;
-	} else if (r && r->type == REDIS_REPLY_ERROR) {
-		cm_errf(errbuf, "ratelimit: %.200s", r->str);
-		err = errbuf;
-	} else if (r) {
-		rc = parse_take(r, t->burst, &out, errbuf);
-		err = rc < 0 ? errbuf : NULL;
-	}
-	t->fn(rc, rc == 0 ? &out : NULL, err, t->arg);
-	free(t);
-}
-
-static int
-take_async_send(struct take_async *t, char errbuf[CM_ERRBUF_LEN])
-{
-	const char *argv[10] = { "EVALSHA",  take_count_script.sha,
-				 "2",	     t->full,
-				 t->usage,   t->a[0],
-				 t->a[1],    t->a[2],
-				 t->counter, t->a[3] };
-
-	pthread_once(&sha_once, sha_init);
-	if (t->evaled || !take_count_script.sha[0]) {
-		t->evaled = true;
-		argv[0] = "EVAL";
-		argv[1] = take_count_script.lua;
-	}
-	return cm_redis_async_argv(10, argv, 0, take_async_done, t, errbuf);
-}
-
-int
-cm_rate_take_count_async(const char *key, long per_minute, long burst,
-			 long cost, const char *tenant_id, const char *counter,
-			 long n, cm_rate_fn fn, void *arg,
-			 char errbuf[CM_ERRBUF_LEN])
-{
-	struct take_async *t;
-	int rc;
-
-	if (!fn || !take_args_ok(key, per_minute, burst, cost) ||
-	    !cm_usage_counter_valid(counter) || n < 1 ||
-	    n > CM_USAGE_INCR_MAX) {
-		cm_errf(errbuf, "ratelimit: bad key, rate, burst, cost, "
-				"counter or increment");
-		return CM_EINVAL;
-	}
-	t = cm_xcalloc(1, sizeof(*t));
-	if ((rc = usage_prefix(tenant_id, t->usage, errbuf)) < 0) {
-		free(t);
-		return rc;
-	}
-	t->fn = fn;
-	t->arg = arg;
-	t->burst = burst;
-	snprintf(t->full, sizeof(t->full), RL_PREFIX "%s", key);
-	cm_strlcpy(t->counter, counter, sizeof(t->counter));
-	snprintf(t->a[0], sizeof(t->a[0]), "%ld", per_minute);
-	snprintf(t->a[1], sizeof(t->a[1]), "%ld", burst);
-	snprintf(t->a[2], sizeof(t->a[2]), "%ld", cost);
-	snprintf(t->a[3], sizeof(t->a[3]), "%ld", n);
-	if ((rc = take_async_send(t, errbuf)) < 0)
-		free(t);
-	return rc;
-}
-
 int
 cm_usage_incr(const char *tenant_id, const char *counter, long n,
 	      char errbuf[CM_ERRBUF_LEN])
@@ -576,11 +484,7 @@ static __thread bool lease_exit_hooked;
 static struct lease *
 lease_slot(const char *full)
 {
-	uint64_t h = 14695981039346656037ULL;
-
-	for (; *full; full++)
-		h = (h ^ (unsigned char)*full) * 1099511628211ULL;
-	return &leases[h % LEASE_SLOTS];
+	return &leases[cm_hash_str(full) % LEASE_SLOTS];
 }
 
 static void
@@ -680,7 +584,6 @@ struct lease_call {
 	void *arg;
 	long per_minute, burst, batch;
 	long done; /* counted by this call */
-	bool evaled;
 	struct lease_waiter *waiters, **tail;
 	char key[CM_RATE_KEY_MAX + 1];
 	char tenant[40];
@@ -689,8 +592,6 @@ struct lease_call {
 	char counter[CM_USAGE_COUNTER_MAX + 1];
 	char a[4][24]; /* per_minute, burst, want, done */
 };
-
-static int lease_send(struct lease_call *c, char errbuf[CM_ERRBUF_LEN]);
 
 static bool
 lease_is(const struct lease *l, const char *full, const char *usage,
@@ -746,14 +647,6 @@ lease_done(redisReply *r, const char *err, void *arg)
 	struct lease_waiter *w;
 	int rc = CM_EIO;
 
-	if (r && r->type == REDIS_REPLY_ERROR && !c->evaled &&
-	    !strncmp(r->str, "NOSCRIPT", 8)) {
-		c->evaled = true;
-		if (lease_send(c, errbuf) == 0)
-			return; /* still in flight, as an EVAL */
-		r = NULL;
-		err = errbuf;
-	}
 	if (ours && l->call == c)
 		l->call = NULL;
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
@@ -795,17 +688,12 @@ lease_done(redisReply *r, const char *err, void *arg)
 static int
 lease_send(struct lease_call *c, char errbuf[CM_ERRBUF_LEN])
 {
-	const char *argv[10] = { "EVALSHA",  lease_script.sha, "2",	c->full,
-				 c->usage,   c->a[0],	       c->a[1], c->a[2],
-				 c->counter, c->a[3] };
+	const char *argv[8] = { "2",	 c->full, c->usage,   c->a[0],
+				c->a[1], c->a[2], c->counter, c->a[3] };
 
 	pthread_once(&sha_once, sha_init);
-	if (c->evaled || !lease_script.sha[0]) {
-		c->evaled = true;
-		argv[0] = "EVAL";
-		argv[1] = lease_script.lua;
-	}
-	return cm_redis_async_argv(10, argv, 0, lease_done, c, errbuf);
+	return cm_redis_async_eval(lease_script.lua, lease_script.sha, 8, argv,
+				   lease_done, c, errbuf);
 }
 
 int

@@ -818,3 +818,92 @@ cm_redis_async_argv(int argc, const char **argv, int timeout_ms,
 	}
 	return 0;
 }
+
+/* One async script call, its arguments kept for the EVAL fallback. */
+struct async_eval {
+	cm_redis_async_fn fn;
+	void *arg;
+	const char *lua, *sha;
+	int argc;    /* numkeys, keys and args */
+	char **argv; /* copies */
+	bool evaled; /* sent as EVAL */
+};
+
+static int async_eval_send(struct async_eval *e, char errbuf[CM_ERRBUF_LEN]);
+
+static void
+async_eval_free(struct async_eval *e)
+{
+	int i;
+
+	for (i = 0; i < e->argc; i++)
+		free(e->argv[i]);
+	free(e->argv);
+	free(e);
+}
+
+static void
+async_eval_done(redisReply *r, const char *err, void *arg)
+{
+	struct async_eval *e = arg;
+	char errbuf[CM_ERRBUF_LEN] = "";
+
+	if (r && r->type == REDIS_REPLY_ERROR && !e->evaled &&
+	    !strncmp(r->str, "NOSCRIPT", 8)) {
+		e->evaled = true;
+		if (async_eval_send(e, errbuf) == 0)
+			return; /* answered by the EVAL */
+		r = NULL;
+		err = errbuf;
+	}
+	e->fn(r, err, e->arg);
+	async_eval_free(e);
+}
+
+static int
+async_eval_send(struct async_eval *e, char errbuf[CM_ERRBUF_LEN])
+{
+	const char **argv = cm_xcalloc((size_t)e->argc + 2, sizeof(*argv));
+	int i, rc;
+
+	if (e->evaled || !e->sha[0]) {
+		e->evaled = true;
+		argv[0] = "EVAL";
+		argv[1] = e->lua;
+	} else {
+		argv[0] = "EVALSHA";
+		argv[1] = e->sha;
+	}
+	for (i = 0; i < e->argc; i++)
+		argv[2 + i] = e->argv[i];
+	rc = cm_redis_async_argv(e->argc + 2, argv, 0, async_eval_done, e,
+				 errbuf);
+	free(argv);
+	return rc;
+}
+
+int
+cm_redis_async_eval(const char *lua, const char *sha, int argc,
+		    const char **argv, cm_redis_async_fn fn, void *arg,
+		    char errbuf[CM_ERRBUF_LEN])
+{
+	struct async_eval *e;
+	int i, rc;
+
+	if (!lua || !sha || argc < 1 || !argv || !fn) {
+		cm_errf(errbuf, "redis async eval: bad arguments");
+		return CM_EINVAL;
+	}
+	e = cm_xcalloc(1, sizeof(*e));
+	e->fn = fn;
+	e->arg = arg;
+	e->lua = lua;
+	e->sha = sha;
+	e->argc = argc;
+	e->argv = cm_xcalloc((size_t)argc, sizeof(*e->argv));
+	for (i = 0; i < argc; i++)
+		e->argv[i] = cm_xstrdup(argv[i]);
+	if ((rc = async_eval_send(e, errbuf)) < 0)
+		async_eval_free(e);
+	return rc;
+}

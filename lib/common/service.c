@@ -348,12 +348,7 @@ cm_service_revocations_changed(void)
 static struct revoke_slot *
 revoke_slot_of(const char *jti)
 {
-	unsigned h = 2166136261u;
-	const char *p;
-
-	for (p = jti; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	return &revoke_cache[h % REVOKE_CACHE_SLOTS];
+	return &revoke_cache[cm_hash_str(jti) % REVOKE_CACHE_SLOTS];
 }
 
 static bool

@@ -185,11 +185,7 @@ cm_tenant_cache_shutdown(void)
 static size_t
 slot_of(const char *key)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-	for (; *key; key++)
-		h = (h ^ (unsigned char)*key) * 1099511628211ULL;
-	return (size_t)(h % CACHE_SLOTS);
+	return (size_t)(cm_hash_str(key) % CACHE_SLOTS);
 }
 
 /* Copy a fresh entry for key out of the cache; false on a miss. */

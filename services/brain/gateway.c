@@ -134,16 +134,6 @@ brain_gateway_init(struct brain *b, char errbuf[CM_ERRBUF_LEN])
 	return 0;
 }
 
-static unsigned
-hash_str(const char *s)
-{
-	unsigned h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 /* "{crm,cms}" -> the bits of the routes those names enable. */
 static unsigned
 parse_services(const char *arr)
@@ -212,7 +202,7 @@ static int
 plan_get(const struct brain *b, const char *tenant_id, struct plan **out,
 	 char errbuf[CM_ERRBUF_LEN])
 {
-	struct plan *p = &plans[hash_str(tenant_id) % PLAN_SLOTS];
+	struct plan *p = &plans[cm_hash_str(tenant_id) % PLAN_SLOTS];
 	int64_t now = cm_now_ms();
 	int rc;
 
@@ -254,7 +244,7 @@ token_get(const struct brain *b, const char *target,
 
 	snprintf(key, sizeof(key), "%s|%s|%s|%s|%d", target, user->sub,
 		 user->tenant_id, roles, user->is_api_key);
-	t = &tokens_of_thread()[hash_str(key) % TOKEN_SLOTS];
+	t = &tokens_of_thread()[cm_hash_str(key) % TOKEN_SLOTS];
 	if (t->token && now < t->until_s && !strcmp(t->key, key))
 		return t->token;
 	if (cm_gateway_token_mint(b->service_secret, target, TOKEN_TTL_S, user,

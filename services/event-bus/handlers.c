@@ -45,20 +45,6 @@ scope_check(struct cm_req *req, const char *need)
 			   "this API key needs the scope events:%s", need);
 }
 
-/* now as 2026-01-02T03:04:05.123456Z: microseconds keep the history's
-   order within a second. */
-static void
-now_rfc3339_us(char out[40])
-{
-	struct timespec ts;
-	char base[21];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	cm_time_rfc3339((int64_t)ts.tv_sec, base);
-	base[19] = '\0'; /* drop the Z */
-	snprintf(out, 40, "%s.%06ldZ", base, (long)(ts.tv_nsec / 1000));
-}
-
 /* Defaults an outside publisher may leave out. */
 static void
 fill_defaults(cJSON *env, const char *tenant_id)
@@ -69,7 +55,8 @@ fill_defaults(cJSON *env, const char *tenant_id)
 	    cm_uuid_v4(id) == 0)
 		cJSON_AddStringToObject(env, "event_id", id);
 	if (!cJSON_GetObjectItemCaseSensitive(env, "occurred_at")) {
-		now_rfc3339_us(at);
+		cm_time_rfc3339_us(at); /* microseconds keep the history's
+					   order within a second */
 		cJSON_AddStringToObject(env, "occurred_at", at);
 	}
 	if (!cJSON_GetObjectItemCaseSensitive(env, "event_version"))

@@ -34,15 +34,10 @@ struct vc_cache {
 static unsigned
 hash_path(const struct vc_path *p)
 {
-	uint32_t h = 2166136261u ^ (uint32_t)p->scope;
-	const char *s;
+	uint64_t h = cm_hash(CM_HASH_INIT, &p->scope, sizeof(p->scope));
 
-	for (s = p->owner; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	h = (h ^ '/') * 16777619u;
-	for (s = p->name; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % NBUCKETS;
+	h = cm_hash(h, p->owner, strlen(p->owner) + 1); /* NUL: a separator */
+	return (unsigned)(cm_hash(h, p->name, strlen(p->name)) % NBUCKETS);
 }
 
 static bool

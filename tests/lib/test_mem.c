@@ -200,6 +200,37 @@ START_TEST(test_a_forked_child_never_repeats_its_parents_uuids)
 }
 END_TEST
 
+/* FNV-1a 64: the published test vectors, and chaining. */
+START_TEST(test_hash_is_fnv1a_64_and_chains)
+{
+	ck_assert_uint_eq(cm_hash_str(""), 0xcbf29ce484222325ULL);
+	ck_assert_uint_eq(cm_hash_str("a"), 0xaf63dc4c8601ec8cULL);
+	ck_assert_uint_eq(cm_hash_str("foobar"), 0x85944171f73967e8ULL);
+	ck_assert_uint_eq(cm_hash(cm_hash(CM_HASH_INIT, "foo", 3), "bar", 3),
+			  cm_hash_str("foobar"));
+}
+END_TEST
+
+START_TEST(test_time_rfc3339_us_is_now_to_the_microsecond)
+{
+	char at[40], sec[21];
+	int64_t before = cm_now_s();
+	int i;
+
+	cm_time_rfc3339_us(at);
+	ck_assert_uint_eq(strlen(at), 27);
+	ck_assert_int_eq(at[19], '.');
+	ck_assert_int_eq(at[26], 'Z');
+	for (i = 20; i < 26; i++)
+		ck_assert(at[i] >= '0' && at[i] <= '9');
+	cm_time_rfc3339(before, sec);
+	if (strncmp(at, sec, 19) != 0) { /* a second boundary passed */
+		cm_time_rfc3339(before + 1, sec);
+		ck_assert_int_eq(strncmp(at, sec, 19), 0);
+	}
+}
+END_TEST
+
 START_TEST(test_is_uuid_accepts_only_the_canonical_form)
 {
 	static const char *const bad[] = {
@@ -337,6 +368,8 @@ make_suite(void)
 
 	tcase_add_test(misc, test_uuid_v4_has_the_version_and_variant_bits);
 	tcase_add_test(misc, test_uuid_v4_values_are_unique);
+	tcase_add_test(misc, test_hash_is_fnv1a_64_and_chains);
+	tcase_add_test(misc, test_time_rfc3339_us_is_now_to_the_microsecond);
 	tcase_add_test(misc,
 		       test_a_forked_child_never_repeats_its_parents_uuids);
 	tcase_add_test(misc, test_is_uuid_accepts_only_the_canonical_form);

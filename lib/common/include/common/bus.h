@@ -170,20 +170,15 @@ int cm_bus_publish(const char *tenant_id, cJSON *env, char id_out[64],
    cm_bus_publish). id and err live during the call only. */
 typedef void (*cm_bus_published_fn)(int rc, const char *id, const char *err,
 				    void *arg);
-/* cm_bus_publish_async - cm_bus_publish without blocking, for an HTTP
-   worker thread whose handler deferred its request (common/http.h): the
-   checks happen now (their CM_E* is returned and fn is not called), the
-   store over the worker's own Redis connection (common/redis.h
-   cm_redis_async_argv), so many requests' publishes share it; fn runs
-   exactly once, later, on this thread. */
-int cm_bus_publish_async(const char *tenant_id, cJSON *env,
-			 cm_bus_published_fn fn, void *arg,
-			 char errbuf[CM_ERRBUF_LEN]);
-/* The two halves of cm_bus_publish_async, for a caller with its own
-   checks between them (event-bus's registry and quota): cm_bus_prepare
-   does every check of cm_bus_publish (same codes) and prints the envelope
-   once into *out; cm_bus_publish_prepared_async stores it as above and
-   frees it (also on failure); cm_bus_prepared_free drops one unused. */
+/* cm_bus_publish without blocking, in two halves, for an HTTP worker
+   thread whose handler deferred its request (common/http.h) and has its
+   own checks between them (event-bus's registry and quota):
+   cm_bus_prepare does every check of cm_bus_publish (same codes) and
+   prints the envelope once into *out; cm_bus_publish_prepared_async
+   stores it over the worker's own Redis connection (common/redis.h
+   cm_redis_async_argv), so many requests' publishes share it, and frees
+   it (also on failure); fn runs exactly once, later, on this thread.
+   cm_bus_prepared_free drops one unused. */
 struct cm_bus_prepared;
 int cm_bus_prepare(const char *tenant_id, cJSON *env,
 		   struct cm_bus_prepared **out, char errbuf[CM_ERRBUF_LEN]);

@@ -46,6 +46,16 @@ bool cm_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
 
 /* cm_time_rfc3339 - format epoch seconds (UTC) into out[21], with 'Z'. */
 void cm_time_rfc3339(int64_t epoch, char out[21]);
+/* cm_time_rfc3339_us - the wall clock now, to the microsecond, as
+   2026-01-02T03:04:05.123456Z. */
+void cm_time_rfc3339_us(char out[40]);
+
+/* cm_hash - FNV-1a (64 bit) of n bytes, continuing from h (start with
+   CM_HASH_INIT); for spreading keys over table slots, never for anything
+   an attacker must not be able to collide. cm_hash_str hashes a string. */
+#define CM_HASH_INIT 14695981039346656037ULL
+uint64_t cm_hash(uint64_t h, const void *data, size_t n);
+uint64_t cm_hash_str(const char *s);
 /* cm_now_ms - CLOCK_MONOTONIC milliseconds. */
 int64_t cm_now_ms(void);
 /* cm_now_s - wall clock seconds since the epoch. */

@@ -72,17 +72,9 @@ int cm_rate_take_count(const char *key, long per_minute, long burst, long cost,
    with err (r NULL). */
 typedef void (*cm_rate_fn)(int rc, const struct cm_rate_result *r,
 			   const char *err, void *arg);
-/* cm_rate_take_count_async - cm_rate_take_count without blocking: on an
-   HTTP worker thread only (common/redis.h cm_redis_async_argv); fn runs
-   once on this thread, later. 0, or CM_EINVAL / CM_EIO and fn is not
-   called. */
-int cm_rate_take_count_async(const char *key, long per_minute, long burst,
-			     long cost, const char *tenant_id,
-			     const char *counter, long n, cm_rate_fn fn,
-			     void *arg, char errbuf[CM_ERRBUF_LEN]);
-
 /* cm_rate_lease_take_async - the gateway's per-request take of one token
-   and count of one call (as cm_rate_take_count_async with cost 1, n 1),
+   and count of one call (as cm_rate_take_count with cost 1, n 1, and
+   without blocking: on an HTTP worker thread only),
    with the tokens reserved by this HTTP worker thread up to `batch`
    (1..burst) at a time: a take that finds a reserve of the same bucket
    (taken less than 1 s ago) is answered from it at once - fn runs before

@@ -72,6 +72,14 @@ typedef void (*cm_redis_async_fn)(redisReply *reply, const char *err,
 int cm_redis_async_argv(int argc, const char **argv, int timeout_ms,
 			cm_redis_async_fn fn, void *arg,
 			char errbuf[CM_ERRBUF_LEN]);
+/* cm_redis_async_eval - as cm_redis_async_argv, for a Lua script:
+   EVALSHA sha (EVAL lua when sha is "" or the server answers NOSCRIPT:
+   first use, restart, SCRIPT FLUSH) with argv = numkeys, keys..., args...
+   (copied). fn sees the script's answer, never the NOSCRIPT one. lua and
+   sha must outlive the call (static strings). */
+int cm_redis_async_eval(const char *lua, const char *sha, int argc,
+			const char **argv, cm_redis_async_fn fn, void *arg,
+			char errbuf[CM_ERRBUF_LEN]);
 /* cm_redis_ping - PING; 0 or CM_EIO/CM_ETIMEDOUT. */
 int cm_redis_ping(char errbuf[CM_ERRBUF_LEN]);
 
