@@ -27,43 +27,18 @@ struct bus_audit {
 	atomic_int stop;
 };
 
-struct record {
-	const struct cm_bus_event *ev;
-	bool inserted;
-};
-
-static int
-record_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
-{
-	struct record *r = arg;
-
-	return bus_store_record(conn, r->ev->tenant_id, r->ev->env, r->ev->id,
-				&r->inserted, errbuf);
-}
-
 int
-bus_audit_handle(const struct cm_bus_event *ev, void *arg,
-		 char errbuf[CM_ERRBUF_LEN])
+bus_event_check(const struct cm_bus_event *ev, char errbuf[CM_ERRBUF_LEN])
 {
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(ev->env, "tenant_id");
-	struct record r = { ev, false };
-	int rc;
 
-	(void)arg;
 	/* The stream is the tenant: an envelope naming another is a forgery
-	   (or a bug) and is dead-lettered, never stored. */
+	   (or a bug). */
 	if (!cJSON_IsString(t) || strcmp(t->valuestring, ev->tenant_id) != 0) {
 		cm_errf(errbuf, "envelope tenant does not match its stream");
 		return CM_EPERM;
 	}
-	if ((rc = cm_bus_validate(ev->env, errbuf)) < 0)
-		return rc;
-	rc = cm_db_tx_tenant(ev->tenant_id, record_work, &r, errbuf);
-	if (rc == 0 && !r.inserted)
-		cm_metrics_counter_add("bz_bus_audit_duplicates_total",
-				       "Deliveries of events already stored.",
-				       NULL, 1);
-	return rc;
+	return cm_bus_validate(ev->env, errbuf);
 }
 
 struct records {
@@ -94,30 +69,28 @@ bus_audit_handle_batch(const struct cm_bus_event *evs, int n, void *arg,
 		       char errbuf[CM_ERRBUF_LEN])
 {
 	struct records r = { evs, n, 0 };
-	const cJSON *t;
 	int i, rc;
 
 	(void)arg;
-	/* anything the one-by-one handler would refuse goes to it, so the
-	   bad event alone is dead-lettered */
-	for (i = 0; i < n; i++) {
-		t = cJSON_GetObjectItemCaseSensitive(evs[i].env, "tenant_id");
-		if (!cJSON_IsString(t) ||
-		    strcmp(t->valuestring, evs[i].tenant_id) != 0 ||
-		    strcmp(evs[i].tenant_id, evs[0].tenant_id) != 0) {
-			cm_errf(errbuf, "envelope tenant does not match its "
-					"stream");
-			return CM_EPERM;
-		}
-		if ((rc = cm_bus_validate(evs[i].env, errbuf)) < 0)
+	/* a forged or invalid event fails the batch: the subscriber then
+	   hands each to bus_audit_handle, and that one alone is
+	   dead-lettered, never stored */
+	for (i = 0; i < n; i++)
+		if ((rc = bus_event_check(&evs[i], errbuf)) < 0)
 			return rc;
-	}
 	rc = cm_db_tx_tenant(evs[0].tenant_id, records_work, &r, errbuf);
 	if (rc == 0 && r.duplicates)
 		cm_metrics_counter_add("bz_bus_audit_duplicates_total",
 				       "Deliveries of events already stored.",
 				       NULL, r.duplicates);
 	return rc;
+}
+
+int
+bus_audit_handle(const struct cm_bus_event *ev, void *arg,
+		 char errbuf[CM_ERRBUF_LEN])
+{
+	return bus_audit_handle_batch(ev, 1, arg, errbuf);
 }
 
 /* Poll until stopped; keep next months' partitions made (hourly). */

@@ -189,6 +189,10 @@ struct bus_audit *bus_audit_start(const struct bus_audit_config *cfg,
 				  char errbuf[CM_ERRBUF_LEN]);
 /* bus_audit_stop - stop and join it; accepts NULL. */
 void bus_audit_stop(struct bus_audit *a);
+/* bus_event_check - 0 when ev's envelope names the tenant of its stream
+   and is valid; CM_EPERM (a forgery) or the validation's code, with
+   errbuf. */
+int bus_event_check(const struct cm_bus_event *ev, char errbuf[CM_ERRBUF_LEN]);
 /* bus_audit_handle - the audit handler (exposed for tests). */
 int bus_audit_handle(const struct cm_bus_event *ev, void *arg,
 		     char errbuf[CM_ERRBUF_LEN]);

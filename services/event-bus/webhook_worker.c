@@ -61,45 +61,6 @@ bus_webhooks_kick(struct bus_webhooks *w)
 	pthread_mutex_unlock(&w->mu);
 }
 
-struct fanout {
-	const struct cm_bus_event *ev;
-	int n;
-};
-
-static int
-fanout_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
-{
-	struct fanout *f = arg;
-
-	return bus_wh_fanout(conn, f->ev, &f->n, errbuf);
-}
-
-/* The group's handler: the deliveries of one event. */
-static int
-fanout_handle(const struct cm_bus_event *ev, void *arg,
-	      char errbuf[CM_ERRBUF_LEN])
-{
-	struct bus_webhooks *w = arg;
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(ev->env, "tenant_id");
-	struct fanout f = { ev, 0 };
-	int rc;
-
-	/* A forged or malformed entry is never delivered; the audit group
-	   dead-letters it, once, so here it is only skipped. */
-	if (!cJSON_IsString(t) || strcmp(t->valuestring, ev->tenant_id) != 0 ||
-	    cm_bus_validate(ev->env, errbuf) < 0) {
-		cm_log_warn("webhooks: entry %s of tenant %s skipped: %s",
-			    ev->id, ev->tenant_id,
-			    errbuf[0] ? errbuf
-				      : "envelope names another tenant");
-		return 0;
-	}
-	rc = cm_db_tx_tenant(ev->tenant_id, fanout_work, &f, errbuf);
-	if (rc == 0 && f.n > 0)
-		bus_webhooks_kick(w);
-	return rc;
-}
-
 struct fanouts {
 	const struct cm_bus_event *evs;
 	int n;
@@ -121,31 +82,47 @@ fanouts_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 	return 0;
 }
 
+/* The deliveries of evs[0..n) (checked, one stream) in one transaction. */
+static int
+fanout_store(struct bus_webhooks *w, const struct cm_bus_event *evs, int n,
+	     char errbuf[CM_ERRBUF_LEN])
+{
+	struct fanouts f = { evs, n, 0 };
+	int rc = cm_db_tx_tenant(evs[0].tenant_id, fanouts_work, &f, errbuf);
+
+	if (rc == 0 && f.deliveries > 0)
+		bus_webhooks_kick(w);
+	return rc;
+}
+
+/* The group's handler: the deliveries of one event. */
+static int
+fanout_handle(const struct cm_bus_event *ev, void *arg,
+	      char errbuf[CM_ERRBUF_LEN])
+{
+	/* A forged or malformed entry is never delivered; the audit group
+	   dead-letters it, once, so here it is only skipped. */
+	if (bus_event_check(ev, errbuf) < 0) {
+		cm_log_warn("webhooks: entry %s of tenant %s skipped: %s",
+			    ev->id, ev->tenant_id, errbuf);
+		return 0;
+	}
+	return fanout_store(arg, ev, 1, errbuf);
+}
+
 /* The batch handler: the deliveries of a stream's new events in one
-   transaction. Anything odd goes to the one-by-one handler. */
+   transaction. A bad entry sends the batch one by one, where it alone is
+   skipped. */
 static int
 fanout_handle_batch(const struct cm_bus_event *evs, int n, void *arg,
 		    char errbuf[CM_ERRBUF_LEN])
 {
-	struct bus_webhooks *w = arg;
-	struct fanouts f = { evs, n, 0 };
-	const cJSON *t;
-	int i, rc;
+	int i;
 
-	for (i = 0; i < n; i++) {
-		t = cJSON_GetObjectItemCaseSensitive(evs[i].env, "tenant_id");
-		if (!cJSON_IsString(t) ||
-		    strcmp(t->valuestring, evs[i].tenant_id) != 0 ||
-		    strcmp(evs[i].tenant_id, evs[0].tenant_id) != 0 ||
-		    cm_bus_validate(evs[i].env, errbuf) < 0) {
-			cm_errf(errbuf, "a malformed entry: one by one");
+	for (i = 0; i < n; i++)
+		if (bus_event_check(&evs[i], errbuf) < 0)
 			return CM_EINVAL;
-		}
-	}
-	rc = cm_db_tx_tenant(evs[0].tenant_id, fanouts_work, &f, errbuf);
-	if (rc == 0 && f.deliveries > 0)
-		bus_webhooks_kick(w);
-	return rc;
+	return fanout_store(arg, evs, n, errbuf);
 }
 
 static void *
