@@ -776,41 +776,7 @@ vc_store_owners(enum vc_scope scope, cJSON **out, char errbuf[CM_ERRBUF_LEN])
 	return rc;
 }
 
-/* ---- audit ---- */
-
-static int
-audit_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
-{
-	const struct vc_audit *a = arg;
-	const char *params[7] = { a->caller,   a->op,
-				  a->path,     a->allowed ? "true" : "false",
-				  a->reason,   a->request_id,
-				  a->tenant_id };
-
-	if (a->scope == VC_SCOPE_TENANT)
-		return cm_db_query(conn,
-				   "INSERT INTO vault_client.audit (caller, "
-				   "op, path, allowed, reason, request_id, "
-				   "tenant_id) VALUES ($1, $2, $3, $4, $5, "
-				   "$6, $7)",
-				   7, params, NULL, errbuf);
-	return cm_db_query(conn,
-			   "INSERT INTO vault_client.platform_audit (caller, "
-			   "op, path, allowed, reason, request_id) VALUES "
-			   "($1, $2, $3, $4, $5, $6)",
-			   6, params, NULL, errbuf);
-}
-
-int
-vc_store_audit(const struct vc_audit *a, char errbuf[CM_ERRBUF_LEN])
-{
-	if (a->scope == VC_SCOPE_TENANT)
-		return cm_db_tx_tenant(a->tenant_id, audit_work, (void *)a,
-				       errbuf);
-	return cm_db_tx(audit_work, (void *)a, errbuf);
-}
-
-/* ---- audit in batches (auditq.h) ---- */
+/* ---- audit: one row, or a batch (auditq.h) ---- */
 
 /* Append s to an array literal as one element: quoted, or NULL. Runs
    without a quote or backslash (all of them, in practice) are copied
@@ -887,6 +853,12 @@ vc_store_audit_batch(const struct vc_audit *rows, size_t n, void *ctx,
 	for (c = 0; c < 7; c++)
 		cm_buf_release(&col[c]);
 	return rc;
+}
+
+int
+vc_store_audit(const struct vc_audit *a, char errbuf[CM_ERRBUF_LEN])
+{
+	return vc_store_audit_batch(a, 1, NULL, errbuf);
 }
 
 /* ---- the tenant audit read ---- */

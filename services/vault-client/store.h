@@ -107,11 +107,13 @@ struct vc_audit {
 	const char *request_id;
 };
 
-/* vc_store_audit - append one audit record. */
+/* vc_store_audit - append one audit record (vc_store_audit_batch of 1). */
 int vc_store_audit(const struct vc_audit *a, char errbuf[CM_ERRBUF_LEN]);
-/* vc_store_audit_batch - append n records in one transaction (each
-   tenant's rows under its own app.tenant_id); the auditq.h writer (ctx
-   unused). */
+/* vc_store_audit_batch - append n records in one statement and
+   transaction, vault_client.audit_append (each tenant's rows under its
+   own app.tenant_id, row-level security checking every one); the
+   auditq.h writer (ctx unused). Runs on this thread's connection outside
+   any transaction of its own. */
 int vc_store_audit_batch(const struct vc_audit *rows, size_t n, void *ctx,
 			 char errbuf[CM_ERRBUF_LEN]);
 /* vc_store_audit_list - tenant's audit records, newest first, with an id
