@@ -108,15 +108,10 @@ refuse(struct call *c, int status, const char *code, const char *msg)
 static int
 path_refused(struct call *c, int rc)
 {
-	if (rc == CM_EACCES)
-		return refuse(c, 403, "foreign_tenant",
-			      "the path names another tenant");
-	if (rc == CM_EPERM)
-		return refuse(c, 403, "platform_path",
-			      "platform paths are not reachable from a "
-			      "tenant context");
-	return refuse(c, 400, "invalid_path",
-		      "names are 1-8 segments of [a-z0-9_.-]");
+	const char *code, *msg;
+	int status = vc_path_refusal(rc, &code, &msg);
+
+	return refuse(c, status, code, msg);
 }
 
 /* Queue the allowed row of a read (group commit, auditq.h): the answer

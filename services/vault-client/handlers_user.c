@@ -88,15 +88,10 @@ role_refused(struct ucall *c, const char *why)
 static int
 upath_refused(struct ucall *c, int rc)
 {
-	if (rc == CM_EACCES)
-		return urefuse(c, 403, "foreign_tenant",
-			       "the path names another tenant");
-	if (rc == CM_EPERM)
-		return urefuse(c, 403, "platform_path",
-			       "platform paths are not reachable from a "
-			       "tenant context");
-	return urefuse(c, 400, "invalid_path",
-		       "names are 1-8 segments of [a-z0-9_.-]");
+	const char *code, *msg;
+	int status = vc_path_refusal(rc, &code, &msg);
+
+	return urefuse(c, status, code, msg);
 }
 
 /*

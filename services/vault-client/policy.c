@@ -128,6 +128,25 @@ vc_path_platform(const char *raw, struct vc_path *out)
 	return 0;
 }
 
+int
+vc_path_refusal(int rc, const char **code, const char **message)
+{
+	if (rc == CM_EACCES) {
+		*code = "foreign_tenant";
+		*message = "the path names another tenant";
+		return 403;
+	}
+	if (rc == CM_EPERM) {
+		*code = "platform_path";
+		*message = "platform paths are not reachable from a tenant "
+			   "context";
+		return 403;
+	}
+	*code = "invalid_path";
+	*message = "names are 1-8 segments of [a-z0-9_.-]";
+	return 400;
+}
+
 bool
 vc_prefix_valid(const char *prefix)
 {

@@ -53,6 +53,10 @@ bool vc_name_valid(const char *name);
 int vc_path_tenant(const char *tenant_id, const char *raw, struct vc_path *out);
 /* vc_path_platform - raw is "<service>/<name>"; 0 or CM_EINVAL. */
 int vc_path_platform(const char *raw, struct vc_path *out);
+/* vc_path_refusal - the answer to a vc_path_* failure rc: 403
+   foreign_tenant (CM_EACCES), 403 platform_path (CM_EPERM), else 400
+   invalid_path; *code and *message are static. */
+int vc_path_refusal(int rc, const char **code, const char **message);
 /* vc_prefix_valid - "" or a canonical name followed by "/". */
 bool vc_prefix_valid(const char *prefix);
 /* vc_path_full - "tenants/<id>/<name>" or "platform/<svc>/<name>" into

@@ -75,6 +75,21 @@ START_TEST(test_foreign_tenants_and_platform_paths_are_refused_apart)
 }
 END_TEST
 
+/* Each failure has its own answer, the same on every route. */
+START_TEST(test_each_path_failure_has_its_answer)
+{
+	const char *code, *msg;
+
+	ck_assert_int_eq(vc_path_refusal(CM_EACCES, &code, &msg), 403);
+	ck_assert_str_eq(code, "foreign_tenant");
+	ck_assert_int_eq(vc_path_refusal(CM_EPERM, &code, &msg), 403);
+	ck_assert_str_eq(code, "platform_path");
+	ck_assert_int_eq(vc_path_refusal(CM_EINVAL, &code, &msg), 400);
+	ck_assert_str_eq(code, "invalid_path");
+	ck_assert_ptr_nonnull(strstr(msg, "segments"));
+}
+END_TEST
+
 START_TEST(test_platform_paths_name_a_service_then_a_name)
 {
 	struct vc_path p;
@@ -273,6 +288,7 @@ make_suite(void)
 	tcase_add_test(tc, test_traversal_absolute_and_odd_names_are_refused);
 	tcase_add_test(
 		tc, test_foreign_tenants_and_platform_paths_are_refused_apart);
+	tcase_add_test(tc, test_each_path_failure_has_its_answer);
 	tcase_add_test(tc, test_platform_paths_name_a_service_then_a_name);
 	tcase_add_test(tc, test_the_policy_table_grants_only_what_it_lists);
 	tcase_add_test(
