@@ -75,10 +75,17 @@ struct vcache_entry {
 
 static __thread struct vcache_entry vcache[VCACHE_SLOTS];
 
+/* The slot hashes the length and the last 32 bytes only: in a JWT they
+   are the signature, so they differ between tokens; a hit still compares
+   the whole token. */
 static struct vcache_entry *
 vcache_slot(const char *token, size_t len)
 {
-	return &vcache[cm_hash(CM_HASH_INIT, token, len) % VCACHE_SLOTS];
+	size_t tail = len < 32 ? len : 32;
+
+	return &vcache[cm_hash(cm_hash(CM_HASH_INIT, &len, sizeof(len)),
+			       token + len - tail, tail) %
+		       VCACHE_SLOTS];
 }
 
 /* The cached principal of token under verifier, if any and still valid. */

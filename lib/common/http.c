@@ -1271,14 +1271,9 @@ cm_req_reply_json(struct cm_req *req, int status, const cJSON *json)
 		reply_send(req, status, NULL, NULL, 0);
 		return;
 	}
-	text = cJSON_PrintUnformatted(json);
-	if (!text) {
-		cm_req_fail(req, 500, "internal", "internal error");
-		reply_error(req, 500);
-		return;
-	}
+	text = cm_json_print(json);
 	reply_send(req, status, "application/json", text, strlen(text));
-	cJSON_free(text);
+	free(text);
 }
 
 void

@@ -252,16 +252,27 @@ cm_hash_str(const char *s)
 	return cm_hash(CM_HASH_INIT, s, strlen(s));
 }
 
+/* n as exactly w decimal digits (n < 10^w). */
+static void
+put_digits(char *out, unsigned n, int w)
+{
+	while (w-- > 0) {
+		out[w] = (char)('0' + n % 10);
+		n /= 10;
+	}
+}
+
 void
 cm_time_rfc3339_us(char out[40])
 {
 	struct timespec ts;
-	char base[21];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	cm_time_rfc3339((int64_t)ts.tv_sec, base);
-	base[19] = '\0'; /* drop the Z */
-	snprintf(out, 40, "%s.%06ldZ", base, (long)(ts.tv_nsec / 1000));
+	cm_time_rfc3339((int64_t)ts.tv_sec, out);
+	out[19] = '.';
+	put_digits(out + 20, (unsigned)(ts.tv_nsec / 1000), 6);
+	out[26] = 'Z';
+	out[27] = '\0';
 }
 
 void
@@ -279,14 +290,50 @@ cm_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
 	return CRYPTO_memcmp(a, b, alen) == 0;
 }
 
+/* Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
+   civil_from_days): no gmtime_r, whose time zone lock every thread
+   shares, and no strftime. */
 void
 cm_time_rfc3339(int64_t epoch, char out[21])
 {
-	time_t t = (time_t)epoch;
-	struct tm tm;
+	int64_t days, secs, era, y;
+	unsigned doe, yoe, doy, mp, d, m;
 
-	gmtime_r(&t, &tm);
-	strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	/* years 0000..9999 only: the format has four digits */
+	if (epoch < -62167219200LL)
+		epoch = -62167219200LL; /* 0000-01-01T00:00:00Z */
+	if (epoch > 253402300799LL)
+		epoch = 253402300799LL; /* 9999-12-31T23:59:59Z */
+	days = epoch / 86400;
+	secs = epoch % 86400;
+	if (secs < 0) {
+		secs += 86400;
+		days--;
+	}
+	days += 719468;
+	era = (days >= 0 ? days : days - 146096) / 146097;
+	doe = (unsigned)(days - era * 146097);
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	y = (int64_t)yoe + era * 400;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = doy - (153 * mp + 2) / 5 + 1;
+	m = mp < 10 ? mp + 3 : mp - 9;
+	if (m <= 2)
+		y++;
+	put_digits(out, (unsigned)y, 4);
+	out[4] = '-';
+	put_digits(out + 5, m, 2);
+	out[7] = '-';
+	put_digits(out + 8, d, 2);
+	out[10] = 'T';
+	put_digits(out + 11, (unsigned)(secs / 3600), 2);
+	out[13] = ':';
+	put_digits(out + 14, (unsigned)(secs / 60 % 60), 2);
+	out[16] = ':';
+	put_digits(out + 17, (unsigned)(secs % 60), 2);
+	out[19] = 'Z';
+	out[20] = '\0';
 }
 
 int64_t

@@ -787,6 +787,73 @@ async_timeout(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* "<n>\r\n" at p, after the type byte c; the end. */
+static char *
+resp_len(char *p, char c, size_t n)
+{
+	char d[24];
+	int k = 0;
+
+	*p++ = c;
+	do {
+		d[k++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n);
+	while (k)
+		*p++ = d[--k];
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
+
+#define RESP_MAX_ARGS 32
+
+/* argv as one RESP command, as redisFormatCommandArgv would make it but
+   with plain copies instead of its printf-style appends (this is on every
+   async call); malloc'd, its length in *out_len; NULL past RESP_MAX_ARGS. */
+static char *
+resp_format(int argc, const char **argv, size_t *out_len)
+{
+	size_t lens[RESP_MAX_ARGS], total = 16;
+	char *cmd, *p;
+	int i;
+
+	if (argc > RESP_MAX_ARGS)
+		return NULL;
+	for (i = 0; i < argc; i++) {
+		lens[i] = strlen(argv[i]);
+		total += lens[i] + 26; /* "$" digits "\r\n" ... "\r\n" */
+	}
+	p = cmd = cm_xmalloc(total);
+	p = resp_len(p, '*', (size_t)argc);
+	for (i = 0; i < argc; i++) {
+		p = resp_len(p, '$', lens[i]);
+		memcpy(p, argv[i], lens[i]);
+		p += lens[i];
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	*out_len = (size_t)(p - cmd);
+	return cmd;
+}
+
+/* Queue argv on ac for async_reply with c. */
+static int
+async_send(redisAsyncContext *ac, struct async_call *c, int argc,
+	   const char **argv)
+{
+	size_t len = 0;
+	char *cmd = resp_format(argc, argv, &len);
+	int rc;
+
+	if (!cmd)
+		return redisAsyncCommandArgv(ac, async_reply, c, argc, argv,
+					     NULL);
+	rc = redisAsyncFormattedCommand(ac, async_reply, c, cmd, len);
+	free(cmd);
+	return rc;
+}
+
 int
 cm_redis_async_argv(int argc, const char **argv, int timeout_ms,
 		    cm_redis_async_fn fn, void *arg, char errbuf[CM_ERRBUF_LEN])
@@ -807,8 +874,7 @@ cm_redis_async_argv(int argc, const char **argv, int timeout_ms,
 	c->ac = ac;
 	c->timer = evtimer_new(cm_http_worker_base_(), async_timeout, c);
 	if (!c->timer || evtimer_add(c->timer, &tv) ||
-	    redisAsyncCommandArgv(ac, async_reply, c, argc, argv, NULL) !=
-		    REDIS_OK) {
+	    async_send(ac, c, argc, argv) != REDIS_OK) {
 		if (c->timer)
 			event_free(c->timer);
 		free(c);

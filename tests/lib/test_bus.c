@@ -175,6 +175,42 @@ START_TEST(test_a_built_envelope_is_valid_and_each_broken_field_is_named)
 }
 END_TEST
 
+/* Every envelope field is known (the optional ones too); a near miss, a
+   capitalised or empty name is not; a key given twice is refused, so no
+   consumer can read a second tenant_id where the bus checked the first. */
+START_TEST(test_envelope_field_names_are_exact_and_given_once)
+{
+	static const char *const unknown[] = { "Data",	    "",	      "event",
+					       "event_ids", "tenant", "zzz",
+					       "_id" };
+	char errbuf[CM_ERRBUF_LEN] = "", t[37], other[37];
+	cJSON *env;
+	size_t i;
+
+	new_tenant(t);
+	new_tenant(other);
+	env = lead_event(NULL);
+	cJSON_AddStringToObject(env, "tenant_id", t);
+	cJSON_AddStringToObject(env, "correlation_id", "c-1");
+	cJSON_AddStringToObject(env, "causation_id", "c-0");
+	ck_assert_int_eq(cJSON_GetArraySize(env), 13);
+	ck_assert_msg(cm_bus_validate(env, errbuf) == 0, "%s", errbuf);
+	for (i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		cJSON_AddNumberToObject(env, unknown[i], 1);
+		ck_assert_int_eq(cm_bus_validate(env, errbuf), CM_EINVAL);
+		ck_assert_msg(strstr(errbuf, "is not allowed"), "%s: %s",
+			      unknown[i], errbuf);
+		cJSON_DeleteItemFromObjectCaseSensitive(env, unknown[i]);
+	}
+	ck_assert_int_eq(cm_bus_validate(env, errbuf), 0);
+	cJSON_AddStringToObject(env, "tenant_id", other); /* a second one */
+	ck_assert_int_eq(cm_bus_validate(env, errbuf), CM_EINVAL);
+	ck_assert_str_eq(errbuf, "field 'tenant_id' appears more than once");
+	ck_assert_int_eq(cm_bus_publish(t, env, NULL, errbuf), CM_EINVAL);
+	cJSON_Delete(env);
+}
+END_TEST
+
 START_TEST(test_an_envelope_over_the_size_limit_is_too_big)
 {
 	char errbuf[CM_ERRBUF_LEN] = "", t[37];
@@ -1061,6 +1097,7 @@ make_suite(void)
 	tcase_add_test(
 		tc,
 		test_a_built_envelope_is_valid_and_each_broken_field_is_named);
+	tcase_add_test(tc, test_envelope_field_names_are_exact_and_given_once);
 	tcase_add_test(tc, test_an_envelope_over_the_size_limit_is_too_big);
 	tcase_add_test(tc, test_type_patterns_match_a_domain_or_an_exact_type);
 	tcase_add_test(tc, test_a_batch_handler_gets_a_streams_events_at_once);

@@ -2,6 +2,8 @@
 #include "common/json.h"
 #include "common/err.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -470,6 +472,141 @@ START_TEST(test_list_pages_carry_a_cursor_or_null_on_the_last)
 }
 END_TEST
 
+/* ---- cm_json_print against cJSON_PrintUnformatted ---- */
+
+static uint64_t print_rng = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t
+next_rand(void)
+{
+	print_rng ^= print_rng << 13;
+	print_rng ^= print_rng >> 7;
+	print_rng ^= print_rng << 17;
+	return print_rng;
+}
+
+/* A number of the kinds that print differently: small and large whole
+   numbers, around 10^15 where "%1.15g" turns exponential, fractions that
+   need 17 digits, tiny and huge magnitudes, zero of both signs. */
+static double
+random_number(void)
+{
+	static const double fixed[] = { 0.0,
+					-0.0,
+					1.0,
+					-1.0,
+					0.1,
+					1.0 / 3.0,
+					1e15,
+					1e15 - 1,
+					-1e15 + 1,
+					1e15 + 2,
+					9007199254740991.0,
+					1e300,
+					-1e-300,
+					5e-324,
+					123.456,
+					2147483647.0,
+					-2147483648.0,
+					4294967296.0,
+					0.5,
+					1e21 };
+	uint64_t r = next_rand();
+
+	switch (r % 5) {
+	case 0:
+		return fixed[(r >> 8) % (sizeof(fixed) / sizeof(fixed[0]))];
+	case 1:
+		return (double)(int64_t)(next_rand() % 2000001) - 1000000.0;
+	case 2:
+		return (double)(int64_t)(next_rand() >> 10) *
+		       ((r >> 9) & 1 ? -1.0 : 1.0);
+	case 3:
+		return ((double)(next_rand() % 1000000007)) / 997.0;
+	default:
+		return ldexp((double)(next_rand() >> 11),
+			     (int)((r >> 8) % 200) - 100);
+	}
+}
+
+/* A string of random bytes 1..255: control characters, quotes,
+   backslashes and bytes above 127 all appear. */
+static void
+random_text(char *out, size_t max)
+{
+	size_t n = next_rand() % max, i;
+
+	for (i = 0; i < n; i++)
+		out[i] = (char)(1 + next_rand() % 255);
+	out[n] = '\0';
+}
+
+static cJSON *
+random_item(int depth)
+{
+	char text[40], key[12];
+	cJSON *c;
+	int i, n;
+
+	switch (depth > 3 ? next_rand() % 5 : next_rand() % 7) {
+	case 0:
+		return cJSON_CreateNull();
+	case 1:
+		return cJSON_CreateBool(next_rand() & 1);
+	case 2:
+		return cJSON_CreateNumber(random_number());
+	case 3:
+	case 4:
+		random_text(text, sizeof(text));
+		return cJSON_CreateString(text);
+	case 5:
+		c = cJSON_CreateArray();
+		n = (int)(next_rand() % 5);
+		for (i = 0; i < n; i++)
+			cJSON_AddItemToArray(c, random_item(depth + 1));
+		return c;
+	default:
+		c = cJSON_CreateObject();
+		n = (int)(next_rand() % 5);
+		for (i = 0; i < n; i++) {
+			random_text(key, sizeof(key));
+			cJSON_AddItemToObject(c, key, random_item(depth + 1));
+		}
+		return c;
+	}
+}
+
+/* cm_json_print writes its own text; it is cJSON's, byte for byte. */
+START_TEST(test_print_matches_cjson_byte_for_byte)
+{
+	cJSON *item, *raw;
+	char *ours, *theirs;
+	int i;
+
+	for (i = 0; i < 20000; i++) {
+		item = random_item(0);
+		ours = cm_json_print(item);
+		theirs = cJSON_PrintUnformatted(item);
+		ck_assert_ptr_nonnull(theirs);
+		ck_assert_msg(strcmp(ours, theirs) == 0, "ours %s, cJSON %s",
+			      ours, theirs);
+		free(ours);
+		cJSON_free(theirs);
+		cJSON_Delete(item);
+	}
+	item = cJSON_CreateObject();
+	cJSON_AddNumberToObject(item, "nan", NAN);
+	cJSON_AddNumberToObject(item, "inf", -INFINITY);
+	raw = cJSON_CreateRaw("{\"pre\":[1,2]}");
+	cJSON_AddItemToObject(item, "raw", raw);
+	ours = cm_json_print(item);
+	ck_assert_str_eq(ours, "{\"nan\":null,\"inf\":null,"
+			       "\"raw\":{\"pre\":[1,2]}}");
+	free(ours);
+	cJSON_Delete(item);
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -487,6 +624,7 @@ make_suite(void)
 	tcase_add_test(p, test_brackets_inside_strings_do_not_count_as_nesting);
 	tcase_add_test(p, test_input_over_the_cap_is_refused);
 	tcase_add_test(p, test_print_is_compact_and_handles_null);
+	tcase_add_test(p, test_print_matches_cjson_byte_for_byte);
 	tcase_set_timeout(p, 20);
 	suite_add_tcase(s, p);
 

@@ -3,6 +3,7 @@
 #include "common/mem.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +282,43 @@ START_TEST(test_rfc3339_formats_utc_with_z)
 }
 END_TEST
 
+/* The arithmetic date against the C library's, over the four-digit
+   years, day boundaries and the clamp at both ends. */
+START_TEST(test_rfc3339_matches_gmtime)
+{
+	const int64_t lo = -62167219200LL, hi = 253402300799LL;
+	char out[21], want[80];
+	uint64_t x = 88172645463325252ULL;
+	struct tm tm;
+	time_t t;
+	int64_t e;
+	int i;
+
+	for (i = 0; i < 200000; i++) {
+		x ^= x << 13; /* xorshift: many dates, the same ones each run */
+		x ^= x >> 7;
+		x ^= x << 17;
+		e = lo + (int64_t)(x % (uint64_t)(hi - lo + 1));
+		if (i % 4 == 0) /* near midnight, where days roll over */
+			e -= e % 86400 + (i % 8 == 0 ? 1 : 0);
+		t = (time_t)e;
+		ck_assert_ptr_nonnull(gmtime_r(&t, &tm));
+		snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02dZ",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			 tm.tm_hour, tm.tm_min, tm.tm_sec);
+		cm_time_rfc3339(e, out);
+		ck_assert_msg(strcmp(out, want) == 0, "%lld: %s, want %s",
+			      (long long)e, out, want);
+	}
+	cm_time_rfc3339(-1, out);
+	ck_assert_str_eq(out, "1969-12-31T23:59:59Z");
+	cm_time_rfc3339(lo - 1000, out);
+	ck_assert_str_eq(out, "0000-01-01T00:00:00Z");
+	cm_time_rfc3339(hi + 1, out);
+	ck_assert_str_eq(out, "9999-12-31T23:59:59Z");
+}
+END_TEST
+
 START_TEST(test_clocks_move_forward)
 {
 	int64_t a = cm_now_ms(), b;
@@ -375,6 +413,7 @@ make_suite(void)
 	tcase_add_test(misc, test_is_uuid_accepts_only_the_canonical_form);
 	tcase_add_test(misc, test_consttime_eq_compares_content_and_length);
 	tcase_add_test(misc, test_rfc3339_formats_utc_with_z);
+	tcase_add_test(misc, test_rfc3339_matches_gmtime);
 	tcase_add_test(misc, test_clocks_move_forward);
 	tcase_add_test(misc, test_string_copies_bound_and_terminate);
 	tcase_add_test(misc, test_allocators_return_usable_memory);

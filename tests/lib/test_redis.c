@@ -1,5 +1,6 @@
 /* test_redis.c - common/redis.h against the test Redis. */
 #include "common/redis.h"
+#include "common/http.h"
 #include "common/mem.h"
 
 #include <arpa/inet.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "svc.h"
 #include "testutil.h"
 #include "common/banned.h"
 
@@ -580,6 +582,127 @@ START_TEST(test_stream_helpers_report_errors)
 }
 END_TEST
 
+/* ---- async commands, on a real HTTP worker ---- */
+
+/* The i-th value the async test pushes: empty, with CR LF inside, plain. */
+static void
+async_value(int i, char out[32])
+{
+	if (i % 3 == 0)
+		out[0] = '\0';
+	else if (i % 3 == 1)
+		snprintf(out, 32, "a\r\n$%d\r\nb", i);
+	else
+		snprintf(out, 32, "value-%d", i);
+}
+
+static void
+async_pushed(redisReply *r, const char *err, void *arg)
+{
+	struct cm_req *req = arg;
+	char body[64];
+	int n;
+
+	if (!r || r->type != REDIS_REPLY_INTEGER) {
+		cm_req_fail(req, 503, "unavailable", "%s",
+			    err				   ? err
+			    : r->type == REDIS_REPLY_ERROR ? r->str
+							   : "?");
+		cm_req_reply_json(req, 503, NULL);
+		return;
+	}
+	n = snprintf(body, sizeof(body), "{\"len\":%lld}", r->integer);
+	cm_req_reply(req, 200, "application/json", body, (size_t)n);
+}
+
+/* GET /rpush/:n - RPUSH <prefix>async:<n> with n values, asynchronously. */
+static void
+h_rpush(struct cm_req *req0, void *arg)
+{
+	char errbuf[CM_ERRBUF_LEN] = "", k[128], name[32];
+	char vals[64][32];
+	const char *argv[66];
+	int64_t n = 0;
+	struct cm_req *req;
+	int i;
+
+	(void)arg;
+	ck_assert_int_eq(cm_parse_i64(cm_req_param(req0, "n"), 1, 64, &n), 0);
+	snprintf(name, sizeof(name), "async:%d", (int)n);
+	key(k, name);
+	argv[0] = "RPUSH";
+	argv[1] = k;
+	for (i = 0; i < n; i++) {
+		async_value(i, vals[i]);
+		argv[2 + i] = vals[i];
+	}
+	req = cm_req_defer(req0);
+	ck_assert_ptr_nonnull(req);
+	if (cm_redis_async_argv((int)n + 2, argv, 0, async_pushed, req,
+				errbuf) < 0) {
+		cm_req_fail(req, 503, "unavailable", "%s", errbuf);
+		cm_req_reply_json(req, 503, NULL);
+	}
+}
+
+static const struct cm_route async_routes[] = {
+	{ "GET", "/rpush/:n", h_rpush, CM_ROUTE_PUBLIC },
+	CM_ROUTE_END,
+};
+
+/* Async commands carry every argument byte for byte (empty ones, ones
+   with CR LF and RESP-looking text inside), with few arguments and with
+   more than the fast formatter takes (the hiredis formatter then). */
+START_TEST(test_async_commands_keep_every_argument_exact)
+{
+	static const int counts[] = { 1, 5, 30, 31, 64 };
+	char errbuf[CM_ERRBUF_LEN] = "", path[32], k[128], name[32], want[32];
+	struct cm_http_config c;
+	struct cm_test_resp resp;
+	struct cm_http *h;
+	const char *argv[4];
+	redisReply *r;
+	size_t j, i;
+
+	memset(&c, 0, sizeof(c));
+	c.service = "test";
+	c.bind_addr = "127.0.0.1";
+	c.threads = 1;
+	h = cm_http_new(&c, async_routes, NULL, NULL);
+	ck_assert_ptr_nonnull(h);
+	ck_assert_msg(cm_http_start(h, errbuf) == 0, "start: %s", errbuf);
+	for (j = 0; j < sizeof(counts) / sizeof(counts[0]); j++) {
+		snprintf(path, sizeof(path), "/rpush/%d", counts[j]);
+		ck_assert_int_eq(cm_test_http("GET", cm_http_port(h), path,
+					      NULL, NULL, &resp),
+				 0);
+		ck_assert_msg(resp.status == 200, "%ld %s", resp.status,
+			      resp.body);
+		cm_test_resp_release(&resp);
+		snprintf(name, sizeof(name), "async:%d", counts[j]);
+		key(k, name);
+		argv[0] = "LRANGE";
+		argv[1] = k;
+		argv[2] = "0";
+		argv[3] = "-1";
+		r = cm_redis_cmd(4, argv, NULL, errbuf);
+		ck_assert_msg(r != NULL, "%s", errbuf);
+		ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+		ck_assert_uint_eq(r->elements, (size_t)counts[j]);
+		for (i = 0; i < r->elements; i++) {
+			async_value((int)i, want);
+			ck_assert_uint_eq(r->element[i]->len, strlen(want));
+			ck_assert_mem_eq(r->element[i]->str, want,
+					 strlen(want));
+		}
+		freeReplyObject(r);
+	}
+	cm_http_stop(h);
+	ck_assert_int_eq(cm_http_wait(h), 0);
+	cm_http_free(h);
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -592,6 +715,7 @@ make_suite(void)
 	tcase_add_checked_fixture(tc, redis_setup, redis_teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_ping_succeeds);
+	tcase_add_test(tc, test_async_commands_keep_every_argument_exact);
 	tcase_add_test(tc, test_cmd_arguments_are_binary_safe);
 	tcase_add_test(tc, test_cmdf_keeps_each_value_one_argument);
 	tcase_add_test(
