@@ -126,6 +126,8 @@ struct pattern {
 
 struct conn;
 
+#define WRITE_SOON_MAX 128 /* bufferevents written at once per round */
+
 struct worker {
 	struct cm_http *http;
 	pthread_t thread;
@@ -141,7 +143,10 @@ struct worker {
 	bool signalled;		/* in the cm_http_signal registry */
 	struct event *drain_ev; /* drain progress while stopping */
 	struct event *fix_ev;	/* replaces evhttp's own error pages */
-	bool own_write;		/* we are writing a reply */
+	struct event *write_ev; /* writes what write_q holds */
+	struct bufferevent *write_q[WRITE_SOON_MAX]; /* cm_http_write_soon_ */
+	int write_n;
+	bool own_write; /* we are writing a reply */
 	bool stopping;
 	bool cut_off; /* the drain deadline hit busy conns */
 	int64_t drain_deadline_ms;
@@ -744,6 +749,87 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	evhttp_connection_free(c->evcon); /* calls conn_closed */
 }
 
+/* ---- writing at once ---------------------------------------------------
+ *
+ * A bufferevent writes only when its write event fires, so every reply
+ * (and every request the proxy sends upstream) costs an epoll_ctl to ask
+ * for writability, a trip through epoll_wait to hear it and another
+ * epoll_ctl afterwards, and waits a loop round. Instead, whoever queues
+ * output calls cm_http_write_soon_(): once the current round of callbacks
+ * is done, the worker writes the bufferevent's output itself and, when the
+ * socket took all of it, tells the owner (evhttp) through
+ * bufferevent_trigger, just as the write event would have. Whatever the
+ * socket does not take waits for the write event, as before; a bufferevent
+ * freed meanwhile (held by a reference until then) or no longer writing is
+ * left alone.
+ */
+
+static __thread struct worker *cur_worker; /* set on worker threads */
+
+void
+cm_http_write_soon_(struct bufferevent *bev)
+{
+	struct worker *w = cur_worker;
+	int i;
+
+	if (!w || !bev || !w->write_ev)
+		return;
+	for (i = 0; i < w->write_n; i++)
+		if (w->write_q[i] == bev)
+			return;
+	if (w->write_n == WRITE_SOON_MAX)
+		return; /* its write event writes it */
+	bufferevent_incref(bev);
+	w->write_q[w->write_n++] = bev;
+	if (w->write_n == 1)
+		event_active(w->write_ev, EV_TIMEOUT, 1);
+}
+
+static void
+write_now(struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	bufferevent_data_cb wcb = NULL;
+	int n;
+
+	bufferevent_getcb(bev, NULL, &wcb, NULL, NULL);
+	if (fd < 0 || !wcb || !(bufferevent_get_enabled(bev) & EV_WRITE) ||
+	    evbuffer_get_length(out) == 0)
+		return;
+	/* a socket bufferevent keeps the front of its output frozen except
+	   while it writes */
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write(out, fd);
+	evbuffer_freeze(out, 1);
+	if (n > 0 && evbuffer_get_length(out) == 0)
+		bufferevent_trigger(bev, EV_WRITE, 0);
+}
+
+/* Drop the queue: write each (unless stopping) and let go of it. */
+static void
+write_queue_run(struct worker *w, bool write)
+{
+	struct bufferevent *q[WRITE_SOON_MAX];
+	int i, n = w->write_n;
+
+	memcpy(q, w->write_q, (size_t)n * sizeof(q[0]));
+	w->write_n = 0;
+	for (i = 0; i < n; i++) {
+		if (write)
+			write_now(q[i]);
+		bufferevent_decref(q[i]);
+	}
+}
+
+static void
+write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	write_queue_run(arg, true);
+}
+
 /* ---- evhttp's own error pages ----------------------------------------- */
 
 struct fix_info {
@@ -1177,6 +1263,8 @@ reply_send(struct cm_req *req, int status, const char *ctype, const void *body,
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req->ev);
 	struct evbuffer *out = evhttp_request_get_output_buffer(req->ev);
+	struct evhttp_connection *evcon;
+	struct bufferevent *bev;
 	char clen[32];
 	bool json = ctype && !strncmp(ctype, "application/json", 16);
 
@@ -1200,9 +1288,12 @@ reply_send(struct cm_req *req, int status, const char *ctype, const void *body,
 	} else if (len) {
 		evbuffer_add(out, body, len);
 	}
+	evcon = evhttp_request_get_connection(req->ev);
+	bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 	req->w->own_write = true;
 	evhttp_send_reply(req->ev, status, status_reason(status), NULL);
 	req->w->own_write = false;
+	cm_http_write_soon_(bev);
 	if (req->on_heap)
 		deferred_finish(req);
 }
@@ -1803,8 +1894,6 @@ on_request(struct evhttp_request *ev, void *arg)
 
 /* ---- deferred replies and streams -------------------------------------- */
 
-static __thread struct worker *cur_worker; /* set on worker threads */
-
 static const char *
 rebase(const char *p, const struct cm_req *from, struct cm_req *to)
 {
@@ -2261,6 +2350,7 @@ worker_teardown(struct worker *w)
 	w->bound = NULL;
 	while (w->conns)
 		conn_release(w->conns);
+	write_queue_run(w, false);
 	deferred_teardown(w);
 	while (w->nat_exit > 0) {
 		w->nat_exit--;
@@ -2275,7 +2365,9 @@ worker_teardown(struct worker *w)
 		event_free(w->drain_ev);
 	if (w->fix_ev)
 		event_free(w->fix_ev);
-	w->wake_ev = w->drain_ev = w->fix_ev = NULL;
+	if (w->write_ev)
+		event_free(w->write_ev);
+	w->wake_ev = w->drain_ev = w->fix_ev = w->write_ev = NULL;
 	if (w->base)
 		event_base_free(w->base);
 	w->base = NULL;
@@ -2402,8 +2494,10 @@ worker_init(struct cm_http *http, struct worker *w, int fd,
 			       : NULL;
 	w->drain_ev = evtimer_new(w->base, drain_cb, w);
 	w->fix_ev = event_new(w->base, -1, 0, fix_cb, w);
+	w->write_ev = event_new(w->base, -1, 0, write_cb, w);
 	if (!w->wake_ev || !w->signal_ev || !w->drain_ev || !w->fix_ev ||
-	    event_add(w->wake_ev, NULL) || event_add(w->signal_ev, NULL)) {
+	    !w->write_ev || event_add(w->wake_ev, NULL) ||
+	    event_add(w->signal_ev, NULL)) {
 		snprintf(errbuf, CM_ERRBUF_LEN, "libevent set-up failed");
 		return CM_EIO;
 	}

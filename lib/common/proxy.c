@@ -623,5 +623,8 @@ cm_proxy_forward(struct cm_req *req0, const struct cm_proxy_upstream *up,
 		px->ureq = NULL;
 		count_error(px, "unavailable");
 		px_finish(px, 502, "upstream_unavailable", "is unavailable");
+		return;
 	}
+	/* on a connection already open, the request goes out this round */
+	cm_http_write_soon_(evhttp_connection_get_bufferevent(px->evcon));
 }

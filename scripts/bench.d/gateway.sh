@@ -1,11 +1,15 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # tmp, here, extra_pids: scripts/bench
-# gateway [--duration S] [--connections N] [--threads N]
+# gateway [--duration S] [--connections N] [--threads N] [--pace-ms MS]
 #        GET /api/crm/ping through brain's gateway (HTTP_THREADS=2) to an
 #        nginx upstream, beside nginx proxy_pass (2 workers, keep-alive)
 #        to the same upstream; rates, ratio and the p99 each adds over the
 #        upstream alone; also brain's GET /whoami with the same token (the
-#        sign-in and tenant checks alone, no upstream)
+#        sign-in and tenant checks alone, no upstream). Then the same three
+#        paced: each connection waits a random 0..2*MS ms (MS default 20)
+#        after each answer, so about N*1000/MS requests/s, below
+#        saturation and not in bursts: the p99 each adds when requests
+#        do not queue behind a full CPU
 
 # gw_nginx_start PORT UPSTREAM_PORT - one nginx: the upstream on
 # UPSTREAM_PORT (a small JSON answer) and a proxy on PORT.
@@ -81,7 +85,7 @@ gw_wrk() {
 }
 
 bench_gateway() {
-	local duration=10 conns=100 threads=2 n
+	local duration=10 conns=100 threads=2 pace=20 n
 	local gport pport uport tenant secret token
 	local g_rps g_p99 g_err p_rps p_p99 p_err u_rps u_p99 u_err
 	local w_rps w_p99 w_err
@@ -90,11 +94,12 @@ bench_gateway() {
 		--duration) duration=${2:?}; shift ;;
 		--connections) conns=${2:?}; shift ;;
 		--threads) threads=${2:?}; shift ;;
+		--pace-ms) pace=${2:?}; shift ;;
 		*) usage ;;
 		esac
 		shift
 	done
-	for n in "$duration" "$conns" "$threads"; do
+	for n in "$duration" "$conns" "$threads" "$pace"; do
 		[[ $n =~ ^[1-9][0-9]*$ ]] || bz_die "not a positive number: $n"
 	done
 	bz_check_binaries "$BUILD" brain
@@ -136,6 +141,20 @@ bench_gateway() {
 		"$conns" "$duration")
 	read -r p_rps p_p99 p_err < <(wrk_run "$purl" "$threads" "$conns" "$duration")
 	[[ -n $g_rps && -n $p_rps ]] || bz_die "wrk failed"
+
+	# paced: wrk's delay() holds each connection 0..2*MS after every
+	# answer (random, so the connections do not move in lockstep)
+	local plua=$tmp/paced.lua palua=$tmp/paced-auth.lua
+	local pu_rps pu_p99 pu_err pg_rps pg_p99 pg_err pp_rps pp_p99 pp_err
+	printf 'function delay()\n\treturn math.random(0, %d)\nend\n' "$((pace * 2))" >"$plua"
+	cat "$lua" "$plua" >"$palua"
+	bz_log "paced: each connection waits ${pace}ms after each answer"
+	read -r pu_rps pu_p99 pu_err < <(gw_wrk "$plua" "$uurl" "$threads" \
+		"$conns" "$duration")
+	read -r pg_rps pg_p99 pg_err < <(gw_wrk "$palua" "$gurl" "$threads" \
+		"$conns" "$duration")
+	read -r pp_rps pp_p99 pp_err < <(gw_wrk "$plua" "$purl" "$threads" \
+		"$conns" "$duration")
 	echo
 	printf '%-22s %12s %10s %8s\n' target req/s p99 errors
 	printf '%-22s %12s %10s %8s\n' "upstream alone" "$u_rps" "$u_p99" "$u_err"
@@ -145,7 +164,22 @@ bench_gateway() {
 	awk -v g="$g_rps" -v p="$p_rps" \
 		'BEGIN { if (p > 0) printf "ratio gateway/nginx: %.2f\n", g / p }'
 	# wrk prints 1.23ms / 456.00us / 1.2s; added p99 = gateway - upstream
-	awk -v g="$g_p99" -v n="$p_p99" -v u="$u_p99" '
+	gw_added "$g_p99" "$p_p99" "$u_p99" "p99 added over the upstream"
+	echo
+	echo "paced (${pace}ms between a connection's requests):"
+	printf '%-22s %12s %10s %8s\n' target req/s p99 errors
+	printf '%-22s %12s %10s %8s\n' "upstream alone" "$pu_rps" "$pu_p99" \
+		"$pu_err"
+	printf '%-22s %12s %10s %8s\n' "brain gateway" "$pg_rps" "$pg_p99" \
+		"$pg_err"
+	printf '%-22s %12s %10s %8s\n' "nginx proxy_pass" "$pp_rps" "$pp_p99" \
+		"$pp_err"
+	gw_added "$pg_p99" "$pp_p99" "$pu_p99" "paced p99 added over the upstream"
+}
+
+# gw_added GATEWAY_P99 NGINX_P99 UPSTREAM_P99 LABEL - what each proxy adds.
+gw_added() {
+	awk -v g="$1" -v n="$2" -v u="$3" -v label="$4" '
 		function ms(v) {
 			if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
 			if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
@@ -153,7 +187,7 @@ bench_gateway() {
 			return v + 0
 		}
 		BEGIN {
-			printf "p99 added over the upstream: gateway %.2f ms, nginx %.2f ms\n",
+			printf "%s: gateway %.2f ms, nginx %.2f ms\n", label,
 				ms(g) - ms(u), ms(n) - ms(u)
 		}'
 }

@@ -1390,6 +1390,79 @@ START_TEST(test_pipelined_requests_are_answered_in_order)
 }
 END_TEST
 
+/* Read from fd until out holds `want` bytes or timeout_ms passes. */
+static bool
+raw_read_n(int fd, struct cm_buf *out, size_t want, int timeout_ms)
+{
+	int64_t t0 = cm_now_ms();
+	struct pollfd p = { fd, POLLIN, 0 };
+	char *chunk = cm_xmalloc(1 << 16);
+	ssize_t n;
+
+	while (out->len < want && ms_since(t0) < timeout_ms) {
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		n = recv(fd, chunk, 1 << 16, 0);
+		if (n <= 0)
+			break;
+		cm_buf_add(out, chunk, (size_t)n);
+	}
+	free(chunk);
+	return out->len >= want;
+}
+
+/* Replies are written as soon as the handlers are done (not on the next
+   write event): one keep-alive connection gets 200 small replies in
+   turn; then a reply far larger than the socket takes at once (the rest
+   goes out on write events) arrives whole, and the same connection still
+   serves the next request. */
+START_TEST(test_replies_small_and_large_keep_the_connection_going)
+{
+	static const char small[] = "GET /items/7 HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const char big[] = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct cm_buf out = CM_BUF_INIT(0);
+	struct server s;
+	const char *body;
+	size_t head, i;
+	int fd;
+
+	server_start(&s);
+	fd = raw_connect(s.port);
+	for (i = 0; i < 200; i++) {
+		cm_buf_reset(&out);
+		raw_send(fd, small, strlen(small));
+		while (!strstr(cm_buf_str(&out), "\"id\":\"7\"") &&
+		       raw_read_n(fd, &out, out.len + 1, 2000))
+			;
+		ck_assert_msg(strstr(cm_buf_str(&out), "HTTP/1.1 200 ") &&
+				      strstr(cm_buf_str(&out), "\"id\":\"7\""),
+			      "reply %zu: %s", i, cm_buf_str(&out));
+	}
+	cm_buf_reset(&out);
+	raw_send(fd, big, strlen(big));
+	ck_assert(raw_read_n(fd, &out, 64, 5000));
+	while (!strstr(cm_buf_str(&out), "\r\n\r\n") &&
+	       raw_read_n(fd, &out, out.len + 1, 2000))
+		;
+	body = strstr(cm_buf_str(&out), "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	head = (size_t)(body + 4 - out.data);
+	ck_assert(raw_read_n(fd, &out, head + BIG_LEN, 10000));
+	ck_assert_uint_eq(out.len, head + BIG_LEN);
+	ck_assert_int_eq(out.data[head], 'z');
+	ck_assert_int_eq(out.data[out.len - 1], 'z');
+	cm_buf_reset(&out);
+	raw_send(fd, small, strlen(small));
+	while (!strstr(cm_buf_str(&out), "\"id\":\"7\"") &&
+	       raw_read_n(fd, &out, out.len + 1, 2000))
+		;
+	ck_assert_ptr_nonnull(strstr(cm_buf_str(&out), "\"id\":\"7\""));
+	close(fd);
+	cm_buf_release(&out);
+	server_stop(&s);
+}
+END_TEST
+
 /* A client that trickles its headers one byte at a time is cut off after
    read_timeout_ms, while other clients are served meanwhile. */
 START_TEST(test_slow_loris_is_cut_off_while_others_are_served)
@@ -2186,6 +2259,8 @@ make_suite(void)
 	tcase_add_test(limit, test_malformed_request_is_400_json);
 	tcase_add_test(limit, test_expect_continue_is_passed_through);
 	tcase_add_test(limit, test_pipelined_requests_are_answered_in_order);
+	tcase_add_test(limit,
+		       test_replies_small_and_large_keep_the_connection_going);
 	tcase_add_test(limit,
 		       test_slow_loris_is_cut_off_while_others_are_served);
 	tcase_add_test(limit,
