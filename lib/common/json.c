@@ -7,6 +7,7 @@
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,7 +127,39 @@ out:
 
 #define JSON_PRINT_KEEP 65536 /* a thread keeps at most this much */
 
-static __thread struct cm_buf json_print_buf;
+/* The per-thread buffer lives behind a key whose destructor frees it when
+   the thread ends. */
+static pthread_key_t json_print_key;
+static pthread_once_t json_print_once = PTHREAD_ONCE_INIT;
+
+static void
+json_print_buf_free(void *p)
+{
+	cm_buf_release(p);
+	free(p);
+}
+
+static void
+json_print_key_init(void)
+{
+	if (pthread_key_create(&json_print_key, json_print_buf_free) != 0)
+		abort();
+}
+
+static struct cm_buf *
+json_print_buf(void)
+{
+	struct cm_buf *b;
+
+	pthread_once(&json_print_once, json_print_key_init);
+	b = pthread_getspecific(json_print_key);
+	if (!b) {
+		b = cm_xcalloc(1, sizeof(*b));
+		if (pthread_setspecific(json_print_key, b) != 0)
+			abort();
+	}
+	return b;
+}
 
 /* s as a JSON string, escaped as cJSON does. */
 static void
@@ -262,11 +295,12 @@ print_item(struct cm_buf *b, const cJSON *item)
 char *
 cm_json_print(const cJSON *json)
 {
-	struct cm_buf *b = &json_print_buf;
+	struct cm_buf *b;
 	char *s = NULL;
 
 	if (!json)
 		return cm_xstrdup("null");
+	b = json_print_buf();
 	cm_buf_reset(b);
 	if (print_item(b, json) && !cm_buf_error(b))
 		s = cm_xstrndup(cm_buf_str(b), b->len);

@@ -17,7 +17,6 @@
 #include "http_internal.h"
 
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 
 #include "common/banned.h"
@@ -694,6 +693,148 @@ async_on_connect(const redisAsyncContext *ac, int status)
 		cm_log_warn("redis async connect: %s", ac->errstr);
 }
 
+/*
+ * The async connection on the worker's libevent loop. hiredis' own adapter
+ * re-adds a one-shot read event after every read (an epoll_ctl each time)
+ * and waits for a write event before sending anything (an epoll_ctl to
+ * ask, a loop round to hear it, another epoll_ctl to stop). Here the read
+ * event is persistent, and commands queued during a round of callbacks are
+ * written when the round ends (an event activated by hand), all at once;
+ * only what the socket does not take, and the connect, wait for a write
+ * event.
+ */
+struct aev {
+	redisAsyncContext *ac;
+	struct event *rev, *wev, *flush;
+	bool reading, flush_queued;
+};
+
+/* The context whose write handler is running on this thread: a write it
+   leaves unfinished must wait for writability, not for the next round. */
+static __thread const redisAsyncContext *aev_writing;
+
+static void
+aev_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct aev *e = arg;
+
+	(void)fd;
+	(void)what;
+	redisAsyncHandleRead(e->ac); /* may free e */
+}
+
+static void
+aev_write(redisAsyncContext *ac)
+{
+	aev_writing = ac;
+	redisAsyncHandleWrite(ac); /* may free ac and its aev */
+	aev_writing = NULL;
+}
+
+static void
+aev_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	aev_write(((struct aev *)arg)->ac);
+}
+
+static void
+aev_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct aev *e = arg;
+
+	(void)fd;
+	(void)what;
+	e->flush_queued = false;
+	aev_write(e->ac);
+}
+
+static void
+aev_add_read(void *data)
+{
+	struct aev *e = data;
+
+	if (!e->reading && event_add(e->rev, NULL) == 0)
+		e->reading = true;
+}
+
+static void
+aev_del_read(void *data)
+{
+	struct aev *e = data;
+
+	if (e->reading)
+		event_del(e->rev);
+	e->reading = false;
+}
+
+static void
+aev_add_write(void *data)
+{
+	struct aev *e = data;
+
+	if (aev_writing == e->ac || !(e->ac->c.flags & REDIS_CONNECTED)) {
+		event_add(e->wev, NULL);
+		return;
+	}
+	if (!e->flush_queued) {
+		e->flush_queued = true;
+		event_active(e->flush, EV_WRITE, 1);
+	}
+}
+
+static void
+aev_del_write(void *data)
+{
+	event_del(((struct aev *)data)->wev);
+}
+
+static void
+aev_cleanup(void *data)
+{
+	struct aev *e = data;
+
+	event_free(e->rev);
+	event_free(e->wev);
+	event_free(e->flush);
+	free(e);
+}
+
+static int
+aev_attach(redisAsyncContext *ac, struct event_base *base)
+{
+	struct aev *e;
+
+	if (ac->ev.data)
+		return REDIS_ERR;
+	e = cm_xcalloc(1, sizeof(*e));
+	e->ac = ac;
+	e->rev =
+		event_new(base, ac->c.fd, EV_READ | EV_PERSIST, aev_read_cb, e);
+	e->wev = event_new(base, ac->c.fd, EV_WRITE, aev_write_cb, e);
+	e->flush = event_new(base, -1, 0, aev_flush_cb, e);
+	if (!e->rev || !e->wev || !e->flush) {
+		if (e->rev)
+			event_free(e->rev);
+		if (e->wev)
+			event_free(e->wev);
+		if (e->flush)
+			event_free(e->flush);
+		free(e);
+		return REDIS_ERR;
+	}
+	ac->ev.addRead = aev_add_read;
+	ac->ev.delRead = aev_del_read;
+	ac->ev.addWrite = aev_add_write;
+	ac->ev.delWrite = aev_del_write;
+	ac->ev.cleanup = aev_cleanup;
+	ac->ev.data = e;
+	aev_add_read(e);
+	event_add(e->wev, NULL); /* the connect completes on writability */
+	return REDIS_OK;
+}
+
 /* This worker's async connection, made on first use and after a drop. */
 static redisAsyncContext *
 async_conn(char *errbuf)
@@ -727,7 +868,7 @@ async_conn(char *errbuf)
 		redis_settings_release(&s);
 		return NULL;
 	}
-	if (redisLibeventAttach(ac, base) != REDIS_OK) {
+	if (aev_attach(ac, base) != REDIS_OK) {
 		redisAsyncFree(ac);
 		redis_settings_release(&s);
 		cm_errf(errbuf, "redis async: cannot attach to the loop");

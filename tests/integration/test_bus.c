@@ -118,6 +118,14 @@ START_TEST(test_unknown_types_and_bad_data_are_refused_naming_the_problem)
 		 "\"data\":{\"message\":\"hi\"}}",
 		 tenant_b);
 	expect_refusal(body, 403, "tenant_mismatch", "tenant");
+	/* the caller's tenant first, another one second: refused whole */
+	snprintf(body, sizeof(body),
+		 "{\"event_type\":\"system.maintenance\",\"tenant_id\":\"%s\","
+		 "\"tenant_id\":\"%s\",\"aggregate_type\":\"system\","
+		 "\"aggregate_id\":\"1\",\"data\":{\"message\":\"hi\"}}",
+		 tenant_a, tenant_b);
+	expect_refusal(body, 400, "invalid_event",
+		       "'tenant_id' appears more than once");
 	r = call("POST", tenant_a, "/api/events/publish/batch",
 		 "{\"events\":[{\"event_type\":\"system.maintenance\","
 		 "\"aggregate_type\":\"system\",\"aggregate_id\":\"1\","
