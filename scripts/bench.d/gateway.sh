@@ -148,7 +148,7 @@ bench_gateway() {
 	local pu_rps pu_p99 pu_err pg_rps pg_p99 pg_err pp_rps pp_p99 pp_err
 	printf 'function delay()\n\treturn math.random(0, %d)\nend\n' "$((pace * 2))" >"$plua"
 	cat "$lua" "$plua" >"$palua"
-	bz_log "paced: each connection waits ${pace}ms after each answer"
+	bz_log "paced: each connection waits 0..$((pace * 2))ms after each answer"
 	read -r pu_rps pu_p99 pu_err < <(gw_wrk "$plua" "$uurl" "$threads" \
 		"$conns" "$duration")
 	read -r pg_rps pg_p99 pg_err < <(gw_wrk "$palua" "$gurl" "$threads" \
@@ -166,7 +166,7 @@ bench_gateway() {
 	# wrk prints 1.23ms / 456.00us / 1.2s; added p99 = gateway - upstream
 	gw_added "$g_p99" "$p_p99" "$u_p99" "p99 added over the upstream"
 	echo
-	echo "paced (${pace}ms between a connection's requests):"
+	echo "paced (0..$((pace * 2))ms, ${pace}ms on average, between a connection's requests):"
 	printf '%-22s %12s %10s %8s\n' target req/s p99 errors
 	printf '%-22s %12s %10s %8s\n' "upstream alone" "$pu_rps" "$pu_p99" \
 		"$pu_err"
