@@ -663,9 +663,10 @@ static __thread struct async_thread athr;
 struct async_call {
 	cm_redis_async_fn fn;
 	void *arg;
-	struct event *timer;
+	int64_t deadline_ms;
 	redisAsyncContext *ac;
-	bool done; /* fn was called */
+	struct async_call *prev, *next; /* the connection's calls in flight */
+	bool done;			/* fn was called */
 };
 
 static void
@@ -707,7 +708,15 @@ struct aev {
 	redisAsyncContext *ac;
 	struct event *rev, *wev, *flush;
 	bool reading, flush_queued;
+	/* calls in flight, oldest first, and one timer for all of them
+	   (replies come in order; a timer per call cost an allocation and
+	   two heap operations each) */
+	struct async_call *head, *tail;
+	struct event *timer;
+	int64_t armed_ms; /* when the timer fires; 0: not armed */
 };
+
+static void aev_timeout_cb(evutil_socket_t fd, short what, void *arg);
 
 /* The context whose write handler is running on this thread: a write it
    leaves unfinished must wait for writability, not for the next round. */
@@ -798,6 +807,7 @@ aev_cleanup(void *data)
 	event_free(e->rev);
 	event_free(e->wev);
 	event_free(e->flush);
+	event_free(e->timer);
 	free(e);
 }
 
@@ -814,13 +824,16 @@ aev_attach(redisAsyncContext *ac, struct event_base *base)
 		event_new(base, ac->c.fd, EV_READ | EV_PERSIST, aev_read_cb, e);
 	e->wev = event_new(base, ac->c.fd, EV_WRITE, aev_write_cb, e);
 	e->flush = event_new(base, -1, 0, aev_flush_cb, e);
-	if (!e->rev || !e->wev || !e->flush) {
+	e->timer = evtimer_new(base, aev_timeout_cb, e);
+	if (!e->rev || !e->wev || !e->flush || !e->timer) {
 		if (e->rev)
 			event_free(e->rev);
 		if (e->wev)
 			event_free(e->wev);
 		if (e->flush)
 			event_free(e->flush);
+		if (e->timer)
+			event_free(e->timer);
 		free(e);
 		return REDIS_ERR;
 	}
@@ -897,35 +910,82 @@ async_conn(char *errbuf)
 }
 
 static void
+calls_unlink(struct aev *e, struct async_call *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (e->head == c)
+		e->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else if (e->tail == c)
+		e->tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+/* Have the connection's timer fire by at_ms. */
+static void
+calls_arm(struct aev *e, int64_t at_ms)
+{
+	int64_t wait = at_ms - cm_now_ms();
+	struct timeval tv;
+
+	if (e->armed_ms && e->armed_ms <= at_ms)
+		return;
+	if (wait < 0)
+		wait = 0;
+	tv.tv_sec = (time_t)(wait / 1000);
+	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+	if (evtimer_add(e->timer, &tv) == 0)
+		e->armed_ms = at_ms;
+}
+
+static void
 async_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct async_call *c = privdata;
 	redisReply *r = reply;
 
-	(void)ac;
-	if (c->timer)
-		event_free(c->timer);
+	calls_unlink(ac->ev.data, c);
 	if (!c->done)
 		c->fn(r, r ? NULL : "redis connection lost", c->arg);
 	free(c);
 }
 
-/* No answer in time: the caller hears so now; the connection, which may
-   be stuck, is freed at once (its pending callbacks, this one's too, run
-   with NULL and skip callers already answered). */
+/* A call not answered in time: its caller hears so now; the connection,
+   which may be stuck, is freed at once if it is the thread's current one
+   (its pending callbacks run with NULL and skip callers already
+   answered). Otherwise the timer is set for the next deadline. */
 static void
-async_timeout(evutil_socket_t fd, short what, void *arg)
+aev_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct async_call *c = arg;
+	struct aev *e = arg;
+	redisAsyncContext *ac = e->ac;
+	struct async_call *c;
+	int64_t now = cm_now_ms(), next = 0;
+	bool late = false;
 
 	(void)fd;
 	(void)what;
-	c->done = true;
-	c->fn(NULL, "redis command timed out", c->arg);
-	if (athr.ac == c->ac) {
-		athr.ac = NULL;
-		redisAsyncFree(c->ac); /* frees c too, via async_reply */
+	e->armed_ms = 0;
+	for (c = e->head; c; c = c->next) {
+		if (c->done)
+			continue;
+		if (c->deadline_ms <= now) {
+			c->done = true;
+			c->fn(NULL, "redis command timed out", c->arg);
+			late = true;
+		} else if (!next || c->deadline_ms < next) {
+			next = c->deadline_ms;
+		}
 	}
+	if (late && athr.ac == ac) {
+		athr.ac = NULL;
+		redisAsyncFree(ac); /* frees the calls (async_reply) and e */
+		return;
+	}
+	if (next)
+		calls_arm(e, next);
 }
 
 /* "<n>\r\n" at p, after the type byte c; the end. */
@@ -999,9 +1059,9 @@ int
 cm_redis_async_argv(int argc, const char **argv, int timeout_ms,
 		    cm_redis_async_fn fn, void *arg, char errbuf[CM_ERRBUF_LEN])
 {
-	struct timeval tv = redis_tv(timeout_ms > 0 ? timeout_ms : 5000);
 	redisAsyncContext *ac;
 	struct async_call *c;
+	struct aev *e;
 
 	if (argc < 1 || !argv || !fn) {
 		cm_errf(errbuf, "redis async: bad arguments");
@@ -1009,20 +1069,26 @@ cm_redis_async_argv(int argc, const char **argv, int timeout_ms,
 	}
 	if (!(ac = async_conn(errbuf)))
 		return CM_EIO;
+	e = ac->ev.data;
 	c = cm_xcalloc(1, sizeof(*c));
 	c->fn = fn;
 	c->arg = arg;
 	c->ac = ac;
-	c->timer = evtimer_new(cm_http_worker_base_(), async_timeout, c);
-	if (!c->timer || evtimer_add(c->timer, &tv) ||
-	    async_send(ac, c, argc, argv) != REDIS_OK) {
-		if (c->timer)
-			event_free(c->timer);
+	c->deadline_ms = cm_now_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
+	c->prev = e->tail;
+	if (e->tail)
+		e->tail->next = c;
+	else
+		e->head = c;
+	e->tail = c;
+	if (async_send(ac, c, argc, argv) != REDIS_OK) {
+		calls_unlink(e, c);
 		free(c);
 		cm_errf(errbuf, "redis async: %s",
 			ac->err ? ac->errstr : "command refused");
 		return CM_EIO;
 	}
+	calls_arm(e, c->deadline_ms);
 	return 0;
 }
 

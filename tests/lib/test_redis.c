@@ -645,24 +645,76 @@ h_rpush(struct cm_req *req0, void *arg)
 	}
 }
 
+/* Two BLPOPs on one connection and what each heard. */
+struct blpops {
+	struct cm_req *req;
+	char heard[2][64];
+	int left;
+};
+
+static void
+blpop_heard(struct blpops *b, int i, redisReply *r, const char *err)
+{
+	const char *what = err ? err : "?";
+	char out[160];
+	int n;
+
+	snprintf(b->heard[i], sizeof(b->heard[i]), "%s", r ? "answered" : what);
+	if (--b->left > 0)
+		return;
+	n = snprintf(out, sizeof(out), "%s|%s", b->heard[0], b->heard[1]);
+	cm_req_reply(b->req, 200, "text/plain", out, (size_t)n);
+	free(b);
+}
+
+static void
+blpop_first(redisReply *r, const char *err, void *arg)
+{
+	blpop_heard(arg, 0, r, err);
+}
+
+static void
+blpop_second(redisReply *r, const char *err, void *arg)
+{
+	blpop_heard(arg, 1, r, err);
+}
+
+/* GET /blpop/:ms - two BLPOPs (2 s each) on an empty list: the first
+   giving up after 3 s, the second after ms; answers what each heard. */
+static void
+h_blpop(struct cm_req *req0, void *arg)
+{
+	char errbuf[CM_ERRBUF_LEN] = "", k[128];
+	const char *argv[3] = { "BLPOP", k, "2" };
+	struct blpops *b = cm_xcalloc(1, sizeof(*b));
+	int64_t ms = 0;
+
+	(void)arg;
+	ck_assert_int_eq(cm_parse_i64(cm_req_param(req0, "ms"), 1, 5000, &ms),
+			 0);
+	key(k, "async:empty");
+	b->req = cm_req_defer(req0);
+	b->left = 2;
+	ck_assert_ptr_nonnull(b->req);
+	ck_assert_int_eq(
+		cm_redis_async_argv(3, argv, 3000, blpop_first, b, errbuf), 0);
+	ck_assert_int_eq(
+		cm_redis_async_argv(3, argv, (int)ms, blpop_second, b, errbuf),
+		0);
+}
+
 static const struct cm_route async_routes[] = {
 	{ "GET", "/rpush/:n", h_rpush, CM_ROUTE_PUBLIC },
+	{ "GET", "/blpop/:ms", h_blpop, CM_ROUTE_PUBLIC },
 	CM_ROUTE_END,
 };
 
-/* Async commands carry every argument byte for byte (empty ones, ones
-   with CR LF and RESP-looking text inside), with few arguments and with
-   more than the fast formatter takes (the hiredis formatter then). */
-START_TEST(test_async_commands_keep_every_argument_exact)
+static struct cm_http *
+async_server(void)
 {
-	static const int counts[] = { 1, 5, 30, 31, 64 };
-	char errbuf[CM_ERRBUF_LEN] = "", path[32], k[128], name[32], want[32];
 	struct cm_http_config c;
-	struct cm_test_resp resp;
+	char errbuf[CM_ERRBUF_LEN] = "";
 	struct cm_http *h;
-	const char *argv[4];
-	redisReply *r;
-	size_t j, i;
 
 	memset(&c, 0, sizeof(c));
 	c.service = "test";
@@ -671,6 +723,59 @@ START_TEST(test_async_commands_keep_every_argument_exact)
 	h = cm_http_new(&c, async_routes, NULL, NULL);
 	ck_assert_ptr_nonnull(h);
 	ck_assert_msg(cm_http_start(h, errbuf) == 0, "start: %s", errbuf);
+	return h;
+}
+
+static void
+async_server_stop(struct cm_http *h)
+{
+	cm_http_stop(h);
+	ck_assert_int_eq(cm_http_wait(h), 0);
+	cm_http_free(h);
+}
+
+/* A call Redis does not answer in time gets "timed out" at its own
+   deadline, even one sent after a call with a later deadline (one timer
+   serves every call of a connection); the connection is dropped, the
+   other call hears "connection lost", and the next call works on a new
+   connection. */
+START_TEST(test_async_calls_time_out_each_at_its_deadline)
+{
+	struct cm_test_resp r;
+	struct cm_http *h = async_server();
+	int port = cm_http_port(h);
+	int64_t t0;
+
+	t0 = cm_now_ms();
+	ck_assert_int_eq(
+		cm_test_http("GET", port, "/blpop/300", NULL, NULL, &r), 0);
+	ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+	ck_assert_str_eq(r.body,
+			 "redis connection lost|redis command timed out");
+	ck_assert_int_ge(cm_now_ms() - t0, 280);
+	ck_assert_int_lt(cm_now_ms() - t0, 1500);
+	cm_test_resp_release(&r);
+	ck_assert_int_eq(cm_test_http("GET", port, "/rpush/2", NULL, NULL, &r),
+			 0);
+	ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+	cm_test_resp_release(&r);
+	async_server_stop(h);
+}
+END_TEST
+
+/* Async commands carry every argument byte for byte (empty ones, ones
+   with CR LF and RESP-looking text inside), with few arguments and with
+   more than the fast formatter takes (the hiredis formatter then). */
+START_TEST(test_async_commands_keep_every_argument_exact)
+{
+	static const int counts[] = { 1, 5, 30, 31, 64 };
+	char errbuf[CM_ERRBUF_LEN] = "", path[32], k[128], name[32], want[32];
+	struct cm_test_resp resp;
+	struct cm_http *h = async_server();
+	const char *argv[4];
+	redisReply *r;
+	size_t j, i;
+
 	for (j = 0; j < sizeof(counts) / sizeof(counts[0]); j++) {
 		snprintf(path, sizeof(path), "/rpush/%d", counts[j]);
 		ck_assert_int_eq(cm_test_http("GET", cm_http_port(h), path,
@@ -697,9 +802,7 @@ START_TEST(test_async_commands_keep_every_argument_exact)
 		}
 		freeReplyObject(r);
 	}
-	cm_http_stop(h);
-	ck_assert_int_eq(cm_http_wait(h), 0);
-	cm_http_free(h);
+	async_server_stop(h);
 }
 END_TEST
 
@@ -716,6 +819,7 @@ make_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_ping_succeeds);
 	tcase_add_test(tc, test_async_commands_keep_every_argument_exact);
+	tcase_add_test(tc, test_async_calls_time_out_each_at_its_deadline);
 	tcase_add_test(tc, test_cmd_arguments_are_binary_safe);
 	tcase_add_test(tc, test_cmdf_keeps_each_value_one_argument);
 	tcase_add_test(
