@@ -619,32 +619,6 @@ static const struct cm_route lease_routes[] = {
 	CM_ROUTE_END,
 };
 
-static struct cm_http *
-lease_server(int *port)
-{
-	struct cm_http_config c;
-	char errbuf[CM_ERRBUF_LEN] = "";
-	struct cm_http *h;
-
-	memset(&c, 0, sizeof(c));
-	c.service = "test";
-	c.bind_addr = "127.0.0.1";
-	c.threads = 1;
-	h = cm_http_new(&c, lease_routes, NULL, NULL);
-	ck_assert_ptr_nonnull(h);
-	ck_assert_msg(cm_http_start(h, errbuf) == 0, "start: %s", errbuf);
-	*port = cm_http_port(h);
-	return h;
-}
-
-static void
-lease_server_stop(struct cm_http *h)
-{
-	cm_http_stop(h);
-	ck_assert_int_eq(cm_http_wait(h), 0);
-	cm_http_free(h);
-}
-
 /* One leased take through the server on port: 1 allowed, 0 refused. */
 static int
 lease_take(int port, const char *key, const char *tid, long pm, long burst,
@@ -706,7 +680,9 @@ START_TEST(test_a_lease_reserves_tokens_and_never_exceeds_the_bucket)
 	bucket(k, "lease");
 	ck_assert_int_eq(cm_uuid_v4(tid), 0);
 	freeReplyObject(cmd(2, (const char *[]){ "SCRIPT", "FLUSH" }));
-	h = lease_server(&port); /* its first refill meets NOSCRIPT */
+	h = cm_test_server_start(
+		lease_routes); /* its first refill meets NOSCRIPT */
+	port = cm_http_port(h);
 	ck_assert_int_eq(lease_take(port, k, tid, 1, 25, 10), 1);
 	ck_assert_int_eq(stored_tokens(k), 15); /* 10 reserved, 1 used */
 	allowed = 1;
@@ -720,7 +696,7 @@ START_TEST(test_a_lease_reserves_tokens_and_never_exceeds_the_bucket)
 	for (i = 0; i < 30 && api_calls(tid) < 25; i++)
 		nanosleep(&ts, NULL);
 	ck_assert_int_eq(api_calls(tid), 25);
-	lease_server_stop(h);
+	cm_test_server_stop(h);
 	ck_assert_int_eq(api_calls(tid), 25);
 }
 END_TEST
@@ -755,7 +731,8 @@ START_TEST(test_concurrent_leased_takes_get_exactly_the_burst)
 
 	bucket(k, "lease-burst");
 	ck_assert_int_eq(cm_uuid_v4(tid), 0);
-	h = lease_server(&port);
+	h = cm_test_server_start(lease_routes);
+	port = cm_http_port(h);
 	for (i = 0; i < 8; i++) {
 		c[i] = (struct lease_client){ port, k, tid, 0 };
 		ck_assert_int_eq(
@@ -770,7 +747,7 @@ START_TEST(test_concurrent_leased_takes_get_exactly_the_burst)
 	for (i = 0; i < 30 && api_calls(tid) < 25; i++)
 		nanosleep(&ts, NULL);
 	ck_assert_int_eq(api_calls(tid), 25);
-	lease_server_stop(h);
+	cm_test_server_stop(h);
 	ck_assert_int_eq(api_calls(tid), 25);
 }
 END_TEST
@@ -843,7 +820,8 @@ START_TEST(test_a_silent_redis_times_the_async_take_out)
 
 	init_port(silent_start(&sl));
 	ck_assert_int_eq(cm_uuid_v4(tid), 0);
-	h = lease_server(&port);
+	h = cm_test_server_start(lease_routes);
+	port = cm_http_port(h);
 	snprintf(path, sizeof(path),
 		 "/lease/test-silent/%s?pm=6&burst=3&batch=1", tid);
 	t0 = cm_now_ms();
@@ -857,7 +835,7 @@ START_TEST(test_a_silent_redis_times_the_async_take_out)
 			 0);
 	ck_assert_int_eq(r.status, 404); /* the worker still answers */
 	cm_test_resp_release(&r);
-	lease_server_stop(h);
+	cm_test_server_stop(h);
 	silent_stop(&sl);
 }
 END_TEST
@@ -873,23 +851,26 @@ START_TEST(test_two_replicas_leasing_share_the_bucket_and_count_on_stop)
 
 	bucket(k, "lease2");
 	ck_assert_int_eq(cm_uuid_v4(tid), 0);
-	a = lease_server(&pa);
-	b = lease_server(&pb);
+	a = cm_test_server_start(lease_routes);
+	pa = cm_http_port(a);
+	b = cm_test_server_start(lease_routes);
+	pb = cm_http_port(b);
 	for (i = 0; i < 20; i++) {
 		allowed += lease_take(pa, k, tid, 1, 30, 8);
 		allowed += lease_take(pb, k, tid, 1, 30, 8);
 	}
 	ck_assert_int_eq(allowed, 30);
-	lease_server_stop(a);
-	lease_server_stop(b);
+	cm_test_server_stop(a);
+	cm_test_server_stop(b);
 	ck_assert_int_eq(api_calls(tid), 30);
 
 	/* batch 1 is the plain take: nothing reserved */
 	bucket(k, "lease3");
-	a = lease_server(&pa);
+	a = cm_test_server_start(lease_routes);
+	pa = cm_http_port(a);
 	ck_assert_int_eq(lease_take(pa, k, tid, 1, 5, 1), 1);
 	ck_assert_int_eq(stored_tokens(k), 4);
-	lease_server_stop(a);
+	cm_test_server_stop(a);
 }
 END_TEST
 

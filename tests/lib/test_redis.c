@@ -709,31 +709,6 @@ static const struct cm_route async_routes[] = {
 	CM_ROUTE_END,
 };
 
-static struct cm_http *
-async_server(void)
-{
-	struct cm_http_config c;
-	char errbuf[CM_ERRBUF_LEN] = "";
-	struct cm_http *h;
-
-	memset(&c, 0, sizeof(c));
-	c.service = "test";
-	c.bind_addr = "127.0.0.1";
-	c.threads = 1;
-	h = cm_http_new(&c, async_routes, NULL, NULL);
-	ck_assert_ptr_nonnull(h);
-	ck_assert_msg(cm_http_start(h, errbuf) == 0, "start: %s", errbuf);
-	return h;
-}
-
-static void
-async_server_stop(struct cm_http *h)
-{
-	cm_http_stop(h);
-	ck_assert_int_eq(cm_http_wait(h), 0);
-	cm_http_free(h);
-}
-
 /* A call Redis does not answer in time gets "timed out" at its own
    deadline, even one sent after a call with a later deadline (one timer
    serves every call of a connection); the connection is dropped, the
@@ -742,7 +717,7 @@ async_server_stop(struct cm_http *h)
 START_TEST(test_async_calls_time_out_each_at_its_deadline)
 {
 	struct cm_test_resp r;
-	struct cm_http *h = async_server();
+	struct cm_http *h = cm_test_server_start(async_routes);
 	int port = cm_http_port(h);
 	int64_t t0;
 
@@ -759,7 +734,7 @@ START_TEST(test_async_calls_time_out_each_at_its_deadline)
 			 0);
 	ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
 	cm_test_resp_release(&r);
-	async_server_stop(h);
+	cm_test_server_stop(h);
 }
 END_TEST
 
@@ -771,7 +746,7 @@ START_TEST(test_async_commands_keep_every_argument_exact)
 	static const int counts[] = { 1, 5, 30, 31, 64 };
 	char errbuf[CM_ERRBUF_LEN] = "", path[32], k[128], name[32], want[32];
 	struct cm_test_resp resp;
-	struct cm_http *h = async_server();
+	struct cm_http *h = cm_test_server_start(async_routes);
 	const char *argv[4];
 	redisReply *r;
 	size_t j, i;
@@ -802,7 +777,7 @@ START_TEST(test_async_commands_keep_every_argument_exact)
 		}
 		freeReplyObject(r);
 	}
-	async_server_stop(h);
+	cm_test_server_stop(h);
 }
 END_TEST
 

@@ -391,3 +391,28 @@ cm_test_stack(const char *verb)
 		 verb);
 	return system(cmd);
 }
+
+struct cm_http *
+cm_test_server_start(const struct cm_route *routes)
+{
+	struct cm_http_config c;
+	char errbuf[CM_ERRBUF_LEN] = "";
+	struct cm_http *h;
+
+	memset(&c, 0, sizeof(c));
+	c.service = "test";
+	c.bind_addr = "127.0.0.1";
+	c.threads = 1;
+	h = cm_http_new(&c, routes, NULL, NULL);
+	ck_assert_ptr_nonnull(h);
+	ck_assert_msg(cm_http_start(h, errbuf) == 0, "start: %s", errbuf);
+	return h;
+}
+
+void
+cm_test_server_stop(struct cm_http *h)
+{
+	cm_http_stop(h);
+	ck_assert_int_eq(cm_http_wait(h), 0);
+	cm_http_free(h);
+}

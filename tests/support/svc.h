@@ -16,6 +16,8 @@
 
 #include <cJSON.h>
 
+#include "common/http.h"
+
 struct cm_test_svc {
 	pid_t pid;
 	int port;
@@ -43,6 +45,11 @@ int cm_test_svc_run(const char *name, const char *const *env, const char *arg,
 		    char **err);
 /* cm_test_svc_stop - SIGTERM, wait (15 s, then SIGKILL); exit status. */
 int cm_test_svc_stop(struct cm_test_svc *s);
+/* cm_test_server_start - an in-process HTTP server on 127.0.0.1, one
+   worker, any free port (cm_http_port), serving routes; fails the test
+   when it cannot start. cm_test_server_stop - stop, wait, free. */
+struct cm_http *cm_test_server_start(const struct cm_route *routes);
+void cm_test_server_stop(struct cm_http *h);
 /* cm_test_http - one request to 127.0.0.1:port; headers NULL-terminated
    "Name: value" strings; 0 or -1 on transport failure. */
 int cm_test_http(const char *method, int port, const char *path,
