@@ -1,12 +1,14 @@
 # shellcheck shell=bash
-# bus [--duration 10] [--clients 16] [--rate 5000]
+# bus [--duration 10] [--clients 16] [--rate 5000] [--rounds 3]
 #      events/s through libcommon's cm_bus_publish ($BUILD/fakes/bus_bench,
 #      CLIENTS threads), through POST /api/events/publish (wrk, CLIENTS
 #      connections, event-bus with HTTP_THREADS=2) and raw XADD
-#      (redis-benchmark, CLIENTS connections), in one run, with ratios;
-#      then publish -> handler latency p50/p99 at a steady RATE events/s,
-#      alone and with the event-bus consumers (audit, webhooks) running
-#      (the earlier phases' streams deleted first: steady state, no backlog).
+#      (redis-benchmark, CLIENTS connections), in one run: ROUNDS rounds
+#      of the three in turn, each round's ratios to that round's XADD,
+#      and the median of each; then publish -> handler latency p50/p99
+#      at a steady RATE events/s, alone and with the event-bus consumers
+#      (audit, webhooks) running (the earlier phases' streams deleted
+#      first: steady state, no backlog).
 #      Bars (issue 4): direct >= 0.7x XADD, HTTP >= 0.4x, p99 < 10 ms.
 
 # here, tmp, BUILD and SVC_PORT come from scripts/bench, which sources this.
@@ -64,23 +66,26 @@ bus_latency() {
 }
 
 bench_bus() {
-	local duration=10 clients=16 rate=5000 n
-	local t_direct t_http t_lat1 t_lat2 payload token lua
-	local x_rps d_out d_rps h_rps h_p99 h_err lat1 lat2 base c_health c_auth
-	local -a l
+	local duration=10 clients=16 rate=5000 rounds=3 n r
+	local t_direct t_http t_lat1 t_lat2 payload token lua url base
+	local x_rps d_out d_rps h_rps h_p99 h_err lat1 lat2 c_health c_auth
+	local -a l xs=() ds=() hs=() dr=() hr=() p99s=()
+	local errs=0
 	while (($# > 0)); do
 		case $1 in
 		--duration) duration=${2:?}; shift ;;
 		--clients) clients=${2:?}; shift ;;
 		--rate) rate=${2:?}; shift ;;
+		--rounds) rounds=${2:?}; shift ;;
 		*) usage ;;
 		esac
 		shift
 	done
-	for n in "$duration" "$clients" "$rate"; do
+	for n in "$duration" "$clients" "$rate" "$rounds"; do
 		[[ $n =~ ^[1-9][0-9]*$ ]] || bz_die "not a positive number: $n"
 	done
 	((clients <= 256)) || bz_die "at most 256 clients"
+	((rounds <= 9)) || bz_die "at most 9 rounds"
 	bz_check_binaries "$BUILD" brain event-bus
 	[[ -x $BUILD/fakes/bus_bench ]] ||
 		bz_die "no $BUILD/fakes/bus_bench: make BUILD=... tests"
@@ -100,26 +105,44 @@ bench_bus() {
 	# the envelope cm_bus_publish stores, for XADD of the same size
 	payload='{"event_id":"'$(cat /proc/sys/kernel/random/uuid)'","event_type":"system.maintenance","event_version":1,"tenant_id":"'$t_direct'","source_service":"bench","occurred_at":"2026-01-01T00:00:00.000000Z","correlation_id":null,"causation_id":null,"aggregate_type":"system","aggregate_id":"bench","priority":"normal","data":{"message":"bench"},"metadata":{}}'
 
-	bz_log "raw XADD: redis-benchmark, $clients connections"
-	x_rps=$(bus_xadd_rate "$clients" $((duration * 30000)) "$payload")
-	bz_log "cm_bus_publish: $clients threads, ${duration}s"
-	d_out=$(eval "$(bus_env)" &&
-		"$BUILD/fakes/bus_bench" publish "$t_direct" "$clients" \
-			"$duration")
-	d_rps=${d_out##* }
-
-	# The HTTP path alone: no consumers competing for the two cores.
+	# The HTTP path alone: no consumers competing for the two cores. The
+	# idle event-bus costs the other two phases nothing.
 	svc_start event-bus HTTP_THREADS=2 AUDIT_ENABLED=false \
 		WEBHOOKS_ENABLED=false
 	svc_wait event-bus
 	token=$(eval "$(bus_env)" && "$BUILD/fakes/bus_bench" token "$t_http")
 	lua=$tmp/publish.lua
 	bus_wrk_lua "$lua" "$token"
-	local url="http://127.0.0.1:${SVC_PORT[event-bus]}/api/events/publish"
-	bz_log "POST /api/events/publish: wrk, $clients connections, ${duration}s"
+	url="http://127.0.0.1:${SVC_PORT[event-bus]}/api/events/publish"
 	wrk -t 2 -c "$clients" -d 2s -s "$lua" "$url" >/dev/null
-	read -r h_rps h_p99 h_err < <(wrk_run_lua "$url" "$clients" \
-		"$duration" "$lua")
+
+	# Rounds of the three in turn: the machine's speed drifts by 10-25 %
+	# over a minute, so each round's rates are compared with that round's
+	# XADD, and the median round is the result.
+	for ((r = 1; r <= rounds; r++)); do
+		bz_log "round $r/$rounds: raw XADD (redis-benchmark), cm_bus_publish ($clients threads), POST /api/events/publish (wrk, $clients connections), ${duration}s each"
+		x_rps=$(bus_xadd_rate "$clients" $((duration * 50000)) \
+			"$payload")
+		d_out=$(eval "$(bus_env)" &&
+			"$BUILD/fakes/bus_bench" publish "$t_direct" \
+				"$clients" "$duration")
+		d_rps=${d_out##* }
+		read -r h_rps h_p99 h_err < <(wrk_run_lua "$url" "$clients" \
+			"$duration" "$lua")
+		[[ -n $x_rps && -n $d_rps && -n $h_rps ]] ||
+			bz_die "round $r: a phase gave no rate"
+		xs+=("$x_rps")
+		ds+=("$d_rps")
+		hs+=("$h_rps")
+		p99s+=("$h_p99")
+		errs=$((errs + h_err))
+		# every round starts from empty streams
+		redis-cli -h 127.0.0.1 -p "$(eval "$(bus_env)" &&
+			printf '%s' "$REDIS_PORT")" DEL "bz:ev:t:$t_direct" \
+			"bz:ev:t:$t_http" >/dev/null
+		dr+=("$(awk -v a="$d_rps" -v x="$x_rps" 'BEGIN { printf "%.3f", a / x }')")
+		hr+=("$(awk -v a="$h_rps" -v x="$x_rps" 'BEGIN { printf "%.3f", a / x }')")
+	done
 	# Ceilings of this HTTP stack on this machine, for reading the above:
 	# an unauthenticated GET, and an authenticated one (JWT check,
 	# revocation lookup, tenant) that does almost nothing else.
@@ -143,15 +166,18 @@ bench_bus() {
 	lat2=$(bus_latency "$t_lat2" "$rate" "$duration")
 
 	echo
-	printf '%-34s %12s %8s\n' path events/s vs-XADD
-	printf '%-34s %12.0f %8s\n' "raw XADD (redis-benchmark)" "$x_rps" 1.00
-	awk -v d="$d_rps" -v h="$h_rps" -v x="$x_rps" -v e="$h_err" 'BEGIN {
-		printf "%-34s %12.0f %8.2f   (bar 0.70)\n",
-			"cm_bus_publish (libcommon)", d, d / x
-		printf "%-34s %12.0f %8.2f   (bar 0.40; %d errors)\n",
-			"POST /api/events/publish", h, h / x, e
-	}'
-	echo "HTTP publish p99 under load: $h_p99"
+	printf '%-6s %12s %12s %7s %12s %7s %10s\n' round "XADD/s" \
+		"direct/s" ratio "HTTP/s" ratio "HTTP p99"
+	for ((r = 0; r < rounds; r++)); do
+		printf '%-6s %12.0f %12.0f %7s %12.0f %7s %10s\n' "$((r + 1))" \
+			"${xs[r]}" "${ds[r]}" "${dr[r]}" "${hs[r]}" "${hr[r]}" \
+			"${p99s[r]}"
+	done
+	printf '%-34s %8s\n' "median of the rounds' ratios" vs-XADD
+	printf '%-34s %8.2f   (bar 0.70)\n' "cm_bus_publish (libcommon)" \
+		"$(bench_median "${dr[@]}")"
+	printf '%-34s %8.2f   (bar 0.40; %d errors)\n' \
+		"POST /api/events/publish" "$(bench_median "${hr[@]}")" "$errs"
 	echo "same server, for reference: GET /health $c_health req/s," \
 		"authenticated GET /api/events/dead-letters $c_auth req/s"
 	echo

@@ -1,11 +1,14 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # tmp, here, extra_pids: scripts/bench
 # gateway [--duration S] [--connections N] [--threads N] [--pace-ms MS]
+#         [--rounds R]
 #        GET /api/crm/ping through brain's gateway (HTTP_THREADS=2) to an
 #        nginx upstream, beside nginx proxy_pass (2 workers, keep-alive)
-#        to the same upstream; rates, ratio and the p99 each adds over the
-#        upstream alone; also brain's GET /whoami with the same token (the
-#        sign-in and tenant checks alone, no upstream). Then the same three
+#        to the same upstream, R rounds (default 3) of the two in turn;
+#        each round's rates and ratio, the median ratio, and the p99 each
+#        adds over the upstream alone; also brain's GET /whoami with the
+#        same token (the sign-in and tenant checks alone, no upstream).
+#        Then the same three
 #        paced: each connection waits a random 0..2*MS ms (MS default 20)
 #        after each answer, so about N*1000/MS requests/s, below
 #        saturation and not in bursts: the p99 each adds when requests
@@ -85,23 +88,26 @@ gw_wrk() {
 }
 
 bench_gateway() {
-	local duration=10 conns=100 threads=2 pace=20 n
+	local duration=10 conns=100 threads=2 pace=20 rounds=3 n r
 	local gport pport uport tenant secret token
 	local g_rps g_p99 g_err p_rps p_p99 p_err u_rps u_p99 u_err
 	local w_rps w_p99 w_err
+	local -a gr=() gp=() pr=() pp=() ratios=()
 	while (($# > 0)); do
 		case $1 in
 		--duration) duration=${2:?}; shift ;;
 		--connections) conns=${2:?}; shift ;;
 		--threads) threads=${2:?}; shift ;;
 		--pace-ms) pace=${2:?}; shift ;;
+		--rounds) rounds=${2:?}; shift ;;
 		*) usage ;;
 		esac
 		shift
 	done
-	for n in "$duration" "$conns" "$threads" "$pace"; do
+	for n in "$duration" "$conns" "$threads" "$pace" "$rounds"; do
 		[[ $n =~ ^[1-9][0-9]*$ ]] || bz_die "not a positive number: $n"
 	done
+	((rounds <= 9)) || bz_die "at most 9 rounds"
 	bz_check_binaries "$BUILD" brain
 	ensure_bench_deps
 	stack_up
@@ -137,10 +143,25 @@ bench_gateway() {
 	read -r u_rps u_p99 u_err < <(wrk_run "$uurl" "$threads" "$conns" "$duration")
 	read -r w_rps w_p99 w_err < <(gw_wrk "$lua" \
 		"http://127.0.0.1:$gport/whoami" "$threads" "$conns" "$duration")
-	read -r g_rps g_p99 g_err < <(gw_wrk "$lua" "$gurl" "$threads" \
-		"$conns" "$duration")
-	read -r p_rps p_p99 p_err < <(wrk_run "$purl" "$threads" "$conns" "$duration")
-	[[ -n $g_rps && -n $p_rps ]] || bz_die "wrk failed"
+	# Rounds of the two in turn: the machine's speed drifts by 10-25 %
+	# over a minute, so each round's gateway is compared with that
+	# round's nginx, and the median round is the result.
+	for ((r = 1; r <= rounds; r++)); do
+		bz_log "round $r/$rounds: brain gateway, nginx proxy_pass"
+		read -r g_rps g_p99 g_err < <(gw_wrk "$lua" "$gurl" \
+			"$threads" "$conns" "$duration")
+		read -r p_rps p_p99 p_err < <(wrk_run "$purl" "$threads" \
+			"$conns" "$duration")
+		[[ -n $g_rps && -n $p_rps ]] || bz_die "wrk failed"
+		gr+=("$g_rps")
+		gp+=("$g_p99")
+		pr+=("$p_rps")
+		pp+=("$p_p99")
+		ratios+=("$(awk -v g="$g_rps" -v p="$p_rps" \
+			'BEGIN { printf "%.3f", g / p }')")
+		((g_err == 0 && p_err == 0)) ||
+			bz_log "round $r: errors: gateway $g_err, nginx $p_err"
+	done
 
 	# paced: wrk's delay() holds each connection 0..2*MS after every
 	# answer (random, so the connections do not move in lockstep)
@@ -159,12 +180,17 @@ bench_gateway() {
 	printf '%-22s %12s %10s %8s\n' target req/s p99 errors
 	printf '%-22s %12s %10s %8s\n' "upstream alone" "$u_rps" "$u_p99" "$u_err"
 	printf '%-22s %12s %10s %8s\n' "brain /whoami" "$w_rps" "$w_p99" "$w_err"
-	printf '%-22s %12s %10s %8s\n' "brain gateway" "$g_rps" "$g_p99" "$g_err"
-	printf '%-22s %12s %10s %8s\n' "nginx proxy_pass" "$p_rps" "$p_p99" "$p_err"
-	awk -v g="$g_rps" -v p="$p_rps" \
-		'BEGIN { if (p > 0) printf "ratio gateway/nginx: %.2f\n", g / p }'
-	# wrk prints 1.23ms / 456.00us / 1.2s; added p99 = gateway - upstream
-	gw_added "$g_p99" "$p_p99" "$u_p99" "p99 added over the upstream"
+	for ((r = 0; r < rounds; r++)); do
+		printf '%-22s %12s %10s   round %d\n' "brain gateway" \
+			"${gr[r]}" "${gp[r]}" "$((r + 1))"
+		printf '%-22s %12s %10s   ratio %s\n' "nginx proxy_pass" \
+			"${pr[r]}" "${pp[r]}" "${ratios[r]}"
+		# wrk prints 1.23ms / 456.00us / 1.2s; added = proxy - upstream
+		gw_added "${gp[r]}" "${pp[r]}" "$u_p99" \
+			"  p99 added over the upstream"
+	done
+	printf 'median ratio gateway/nginx over %d rounds: %.2f (bar 0.60)\n' \
+		"$rounds" "$(bench_median "${ratios[@]}")"
 	echo
 	echo "paced (0..$((pace * 2))ms, ${pace}ms on average, between a connection's requests):"
 	printf '%-22s %12s %10s %8s\n' target req/s p99 errors
