@@ -4,11 +4,11 @@
  * credential helpers, the store, the event publisher and the handlers.
  *
  * policy.c and crypto.c are pure (no libevent, libpq or Redis) and are the
- * unit-test targets; store.c holds every SQL statement; events.c publishes
- * through common/bus.h; handlers_*.c, health.c and docs.c are the HTTP
- * edge. One struct brain lives for the whole process, filled by the start
- * hook and read-only afterwards, shared by every worker thread. The
- * design is docs/brain.md.
+ * unit-test targets; store.c holds every SQL statement; events.c stages
+ * tenant events in the outbox and relays them through common/bus.h;
+ * handlers_*.c, health.c and docs.c are the HTTP edge. One struct brain lives
+ * for the whole process, filled by the start hook and read-only afterwards,
+ * shared by every worker thread. The design is docs/brain.md.
  */
 #ifndef BRAIN_BRAIN_H
 #define BRAIN_BRAIN_H
@@ -21,6 +21,7 @@
 #include <libpq-fe.h>
 
 #include "common/auth.h"
+#include "common/db.h"
 #include "common/err.h"
 #include "common/http.h"
 #include "common/proxy.h"
@@ -71,6 +72,7 @@ struct brain {
 	int64_t gw_plan_ttl_ms;		/* how long a tenant's plan is cached */
 	int64_t integration_timeout_ms; /* test-integration's wait */
 	struct cm_proxy_upstream upstream[BRAIN_NPEERS];
+	struct cm_bus_relay *relay; /* publishes brain.outbox (events.c) */
 };
 
 /* brain_from - the context behind a handler's arg (checks the magic). */
@@ -158,14 +160,37 @@ int brain_random_token(const char *prefix, char *out, size_t outlen);
 /* brain_sha256_hex - lower-case hex SHA-256 of s. */
 void brain_sha256_hex(const char *s, char out[BRAIN_SHA256_HEX]);
 
-/* ---- events.c ---- */
+/* ---- events.c: tenant events through the outbox ---- */
 
-/* brain_publish - publish a tenant event (type "tenant.created", ...)
-   on the tenant's bus stream with data (copied; may be NULL) and drop
-   the tenant from this process's cache. 0 or CM_E* with errbuf. */
-int brain_publish(const struct brain *b, const char *type,
-		  const char *tenant_id, const cJSON *data,
-		  char errbuf[CM_ERRBUF_LEN]);
+#define BRAIN_OUTBOX "brain.outbox"
+#define BRAIN_STAGED_MAX 128
+
+/* The tenants whose events one change staged (their caches are dropped
+   after the commit). */
+struct brain_staged {
+	int n;
+	bool overflow; /* more than BRAIN_STAGED_MAX: drop every entry */
+	char tenant[BRAIN_STAGED_MAX][37];
+};
+
+/* brain_change - run fn(conn, arg, errbuf) in one transaction (cm_db_tx):
+   fn makes the change through the store functions (they use this
+   thread's connection, so they are inside it) and stages its events with
+   brain_stage. After the commit: this process's tenant cache forgets the
+   staged tenants and the relay publishes. 0 or fn's CM_E* (nothing
+   committed). */
+int brain_change(const struct brain *b, cm_db_work_fn fn, void *arg,
+		 struct brain_staged *st, char errbuf[CM_ERRBUF_LEN]);
+/* brain_stage - inside brain_change: a tenant event (type "tenant.created",
+   ...) on tenant_id's stream with data (copied; may be NULL) into
+   brain.outbox. */
+int brain_stage(PGconn *conn, struct brain_staged *st, const char *type,
+		const char *tenant_id, const cJSON *data,
+		char errbuf[CM_ERRBUF_LEN]);
+/* brain_relay_start/stop - the outbox relay thread (b->relay). */
+int brain_relay_start(struct brain *b, int interval_ms,
+		      char errbuf[CM_ERRBUF_LEN]);
+void brain_relay_stop(struct brain *b);
 
 /* ---- store.c: every SQL statement (platform tables, no RLS) ---- */
 

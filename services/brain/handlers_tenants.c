@@ -197,37 +197,33 @@ event_data(const char *type, const cJSON *row, const cJSON *extra)
 	return d;
 }
 
-/* Publish and log; a failed publish does not undo the change (the
-   tenant caches of other services still expire within 5 s). */
-static void
-publish(const struct brain *b, const char *type, const cJSON *row,
-	const cJSON *extra)
+/* Stage the event of a change to row (inside brain_change). */
+static int
+stage(PGconn *conn, struct brain_staged *st, const char *type, const cJSON *row,
+      const cJSON *extra, char errbuf[CM_ERRBUF_LEN])
 {
-	char errbuf[CM_ERRBUF_LEN] = "";
-	const char *id = tenant_id_of(row);
 	cJSON *data = event_data(type, row, extra);
+	int rc = brain_stage(conn, st, type, tenant_id_of(row), data, errbuf);
 
-	if (brain_publish(b, type, id, data, errbuf) < 0)
-		cm_log_err("publish %s for %s: %s", type, id, errbuf);
 	cJSON_Delete(data);
+	return rc;
 }
 
 /* tenant.plan_changed {tenant_id, from_tier, to_tier}. */
-static void
-publish_plan_changed(const struct brain *b, const cJSON *row, const char *from,
-		     const char *to)
+static int
+stage_plan_changed(PGconn *conn, struct brain_staged *st, const cJSON *row,
+		   const char *from, const char *to, char errbuf[CM_ERRBUF_LEN])
 {
-	char errbuf[CM_ERRBUF_LEN] = "";
 	const char *id = tenant_id_of(row);
 	cJSON *data = cJSON_CreateObject();
+	int rc;
 
 	cJSON_AddStringToObject(data, "tenant_id", id);
 	cJSON_AddStringToObject(data, "from_tier", from);
 	cJSON_AddStringToObject(data, "to_tier", to);
-	if (brain_publish(b, "tenant.plan_changed", id, data, errbuf) < 0)
-		cm_log_err("publish tenant.plan_changed for %s: %s", id,
-			   errbuf);
+	rc = brain_stage(conn, st, "tenant.plan_changed", id, data, errbuf);
 	cJSON_Delete(data);
+	return rc;
 }
 
 /* The caller must be a platform super admin (never a key or service). */
@@ -373,6 +369,23 @@ idem_replay(struct cm_req *req, const struct idem *im, cJSON **row)
 	return tenant_status(req, 201, rc, *row, errbuf);
 }
 
+struct create_tx {
+	const struct brain_tenant_input *in;
+	cJSON *row;
+	struct brain_staged st;
+};
+
+static int
+create_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct create_tx *c = arg;
+	int rc = brain_store_tenant_create(c->in, &c->row, errbuf);
+
+	return rc < 0 ? rc
+		      : stage(conn, &c->st, "tenant.created", c->row, NULL,
+			      errbuf);
+}
+
 /* POST /api/admin/tenants - create (Idempotency-Key honoured for 24 h);
    tenant.created. */
 void
@@ -382,6 +395,7 @@ brain_h_tenants_create(struct cm_req *req, void *arg)
 	struct brain_tenant_input in = { 0 };
 	char errbuf[CM_ERRBUF_LEN] = "";
 	cJSON *body = NULL, *row = NULL;
+	struct create_tx c = { 0 };
 	struct idem im;
 	int status = 403, rc;
 
@@ -395,12 +409,11 @@ brain_h_tenants_create(struct cm_req *req, void *arg)
 	}
 	if ((status = idem_replay(req, &im, &row)) != 0)
 		goto out;
-	rc = brain_store_tenant_create(&in, &row, errbuf);
-	if (rc == 0) {
-		publish(b, "tenant.created", row, NULL);
-		if (im.on)
-			idem_store(&im, row);
-	}
+	c.in = &in;
+	rc = brain_change(b, create_work, &c, &c.st, errbuf);
+	row = c.row;
+	if (rc == 0 && im.on)
+		idem_store(&im, row);
 	status = tenant_status(req, 201, rc, row, errbuf);
 out:
 	cm_req_reply_json(req, status, status < 400 ? row : NULL);
@@ -492,6 +505,34 @@ out:
 	cJSON_Delete(row);
 }
 
+struct update_tx {
+	const char *id;
+	int64_t version;
+	const struct brain_tenant_input *in;
+	const cJSON *body; /* the changes, for tenant.updated */
+	cJSON *row;
+	struct brain_staged st;
+};
+
+/* The update, tenant.updated and, for a new tier, tenant.plan_changed. */
+static int
+update_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct update_tx *u = arg;
+	char prev_tier[16] = "";
+	int rc;
+
+	rc = brain_store_tenant_update(u->id, u->version, u->in, &u->row,
+				       prev_tier, errbuf);
+	if (rc == 0)
+		rc = stage(conn, &u->st, "tenant.updated", u->row, u->body,
+			   errbuf);
+	if (rc == 0 && u->in->tier && strcmp(u->in->tier, prev_tier))
+		rc = stage_plan_changed(conn, &u->st, u->row, prev_tier,
+					u->in->tier, errbuf);
+	return rc;
+}
+
 /* An update of tenant id with If-Match; admin: platform fields allowed.
    Returns the status; *row is the new tenant. */
 static int
@@ -501,7 +542,7 @@ update_tenant(struct cm_req *req, const struct brain *b, const char *id,
 	struct brain_tenant_input in = { 0 };
 	char errbuf[CM_ERRBUF_LEN] = "";
 	cJSON *body = NULL;
-	char prev_tier[16] = "";
+	struct update_tx u = { 0 };
 	int64_t version = 0;
 	int status, rc;
 
@@ -524,12 +565,12 @@ update_tenant(struct cm_req *req, const struct brain *b, const char *id,
 				     "reactivate");
 		goto out;
 	}
-	rc = brain_store_tenant_update(id, version, &in, row, prev_tier,
-				       errbuf);
-	if (rc == 0)
-		publish(b, "tenant.updated", *row, body);
-	if (rc == 0 && in.tier && strcmp(in.tier, prev_tier))
-		publish_plan_changed(b, *row, prev_tier, in.tier);
+	u.id = id;
+	u.version = version;
+	u.in = &in;
+	u.body = body;
+	rc = brain_change(b, update_work, &u, &u.st, errbuf);
+	*row = u.row;
 	status = tenant_status(req, 200, rc, *row, errbuf);
 out:
 	brain_tenant_input_release(&in);
@@ -595,6 +636,33 @@ changes_of(const cJSON *row, const char *a, const char *b)
 	return c;
 }
 
+struct action_tx {
+	const struct brain *b;
+	const char *id;
+	tenant_action_fn fn;
+	const char *event;
+	const cJSON *reason; /* tenant.suspended's */
+	cJSON *row;
+	struct brain_staged st;
+};
+
+static int
+action_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct action_tx *t = arg;
+	cJSON *changes = NULL;
+	int rc = t->fn(t->b, t->id, &t->row, errbuf);
+
+	if (rc < 0)
+		return rc;
+	if (!strcmp(t->event, "tenant.updated"))
+		changes = changes_of(t->row, "deleted_at", "purge_after");
+	rc = stage(conn, &t->st, t->event, t->row,
+		   changes ? changes : t->reason, errbuf);
+	cJSON_Delete(changes);
+	return rc;
+}
+
 /* The shape of suspend, reactivate, delete and restore. */
 static void
 tenant_action(struct cm_req *req, void *arg, tenant_action_fn fn,
@@ -603,7 +671,8 @@ tenant_action(struct cm_req *req, void *arg, tenant_action_fn fn,
 	struct brain *b = brain_from(arg);
 	char errbuf[CM_ERRBUF_LEN] = "";
 	const cJSON *reason = NULL;
-	cJSON *body = NULL, *row = NULL, *changes = NULL;
+	cJSON *body = NULL, *row = NULL;
+	struct action_tx t = { 0 };
 	const char *id;
 	int status = 403, rc;
 
@@ -615,17 +684,18 @@ tenant_action(struct cm_req *req, void *arg, tenant_action_fn fn,
 	if (!strcmp(event, "tenant.suspended") &&
 	    (status = suspend_reason(req, &body, &reason)) != 0)
 		goto out;
-	rc = fn(b, id, &row, errbuf);
-	if (rc == 0 && !strcmp(event, "tenant.updated"))
-		changes = changes_of(row, "deleted_at", "purge_after");
-	if (rc == 0)
-		publish(b, event, row, changes ? changes : reason);
+	t.b = b;
+	t.id = id;
+	t.fn = fn;
+	t.event = event;
+	t.reason = reason;
+	rc = brain_change(b, action_work, &t, &t.st, errbuf);
+	row = t.row;
 	status = tenant_status(req, 200, rc, row, errbuf);
 out:
 	cm_req_reply_json(req, status, status < 400 ? row : NULL);
 	cJSON_Delete(body);
 	cJSON_Delete(row);
-	cJSON_Delete(changes);
 }
 
 static int
@@ -728,13 +798,40 @@ domain_store(enum domain_op op, const char *id, const char *domain,
 	return brain_store_domain_remove(id, domain, errbuf);
 }
 
+struct domain_tx {
+	enum domain_op op;
+	const char *id;
+	const char *domain;
+	cJSON *row;
+	struct brain_staged st;
+};
+
+/* The domain change, the tenant as it now is, tenant.updated. */
+static int
+domain_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct domain_tx *d = arg;
+	cJSON *changes;
+	int rc = domain_store(d->op, d->id, d->domain, errbuf);
+
+	if (rc == 0)
+		rc = brain_store_tenant_get(d->id, false, &d->row, errbuf);
+	if (rc < 0)
+		return rc;
+	changes = changes_of(d->row, "domains", NULL);
+	rc = stage(conn, &d->st, "tenant.updated", d->row, changes, errbuf);
+	cJSON_Delete(changes);
+	return rc;
+}
+
 static void
 domain_action(struct cm_req *req, void *arg, enum domain_op op)
 {
 	struct brain *b = brain_from(arg);
 	char errbuf[CM_ERRBUF_LEN] = "";
 	const char *id, *domain = NULL;
-	cJSON *body = NULL, *row = NULL, *changes = NULL;
+	cJSON *body = NULL, *row = NULL;
+	struct domain_tx d = { 0 };
 	int status = 403, rc;
 
 	if (!platform_admin(req))
@@ -743,15 +840,13 @@ domain_action(struct cm_req *req, void *arg, enum domain_op op)
 	if (!(id = path_id(req)) ||
 	    (status = domain_arg(req, op, &body, &domain)) != 0)
 		goto out;
-	rc = domain_store(op, id, domain, errbuf);
-	if (rc == 0) {
+	d.op = op;
+	d.id = id;
+	d.domain = domain;
+	rc = brain_change(b, domain_work, &d, &d.st, errbuf);
+	row = d.row;
+	if (rc == 0)
 		cm_tenant_cache_invalidate(NULL); /* host entries too */
-		rc = brain_store_tenant_get(id, false, &row, errbuf);
-	}
-	if (rc == 0) {
-		changes = changes_of(row, "domains", NULL);
-		publish(b, "tenant.updated", row, changes);
-	}
 	status = rc < 0 ? brain_fail_store(req, rc, "domain", errbuf)
 			: tenant_status(req, op == DOMAIN_ADD ? 201 : 200, rc,
 					row, errbuf);
@@ -759,7 +854,6 @@ out:
 	cm_req_reply_json(req, status, status < 400 ? row : NULL);
 	cJSON_Delete(body);
 	cJSON_Delete(row);
-	cJSON_Delete(changes);
 }
 
 /* POST /api/admin/tenants/:id/domains - add an unverified domain. */

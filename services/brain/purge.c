@@ -3,9 +3,9 @@
  * has passed (purge_after <= now()): one thread per process wakes every
  * BRAIN_PURGE_INTERVAL_S and purges in batches. Replicas may all run it:
  * a batch locks its rows with SKIP LOCKED and deletes them in the same
- * statement, so no tenant is purged twice. Each purge publishes
- * tenant.updated {changes: {purged: true}} so the other services can drop
- * the tenant's data.
+ * statement, so no tenant is purged twice. Each purge stages
+ * tenant.updated {changes: {purged: true}} in its transaction (the outbox,
+ * events.c) so the other services can drop the tenant's data.
  */
 #include "brain.h"
 
@@ -35,40 +35,58 @@ brain_delete_grace_s(const struct brain *b)
 				    : b->delete_grace_days * 86400;
 }
 
-static void
-announce(const struct brain *b, const char *tid)
-{
-	char errbuf[CM_ERRBUF_LEN] = "";
-	cJSON *data = cJSON_CreateObject();
+struct purge_tx {
+	cJSON *ids;
+	struct brain_staged st;
+};
 
-	cJSON_AddStringToObject(data, "tenant_id", tid);
-	cJSON_AddBoolToObject(cJSON_AddObjectToObject(data, "changes"),
-			      "purged", true);
-	if (brain_publish(b, "tenant.updated", tid, data, errbuf) < 0)
-		cm_log_warn("tenant %s purged, not announced: %s", tid, errbuf);
-	cJSON_Delete(data);
+/* One batch: the purge and, in its transaction, tenant.updated
+   {changes: {purged: true}} for each purged tenant. */
+static int
+purge_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct purge_tx *t = arg;
+	const cJSON *id;
+	cJSON *data;
+	int rc;
+
+	if ((rc = brain_store_tenant_purge(PURGE_BATCH, &t->ids, errbuf)) < 0)
+		return rc;
+	cJSON_ArrayForEach(id, t->ids)
+	{
+		data = cJSON_CreateObject();
+		cJSON_AddStringToObject(data, "tenant_id",
+					cJSON_GetStringValue(id));
+		cJSON_AddBoolToObject(cJSON_AddObjectToObject(data, "changes"),
+				      "purged", true);
+		rc = brain_stage(conn, &t->st, "tenant.updated",
+				 cJSON_GetStringValue(id), data, errbuf);
+		cJSON_Delete(data);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
 }
 
 int
 brain_purge_run(const struct brain *b, char errbuf[CM_ERRBUF_LEN])
 {
+	struct purge_tx t;
 	const cJSON *id;
-	cJSON *ids = NULL;
 	int total = 0, n, rc;
 
 	do {
-		if ((rc = brain_store_tenant_purge(PURGE_BATCH, &ids, errbuf)) <
-		    0)
+		t.ids = NULL;
+		rc = brain_change(b, purge_work, &t, &t.st, errbuf);
+		if (rc < 0) {
+			cJSON_Delete(t.ids);
 			return rc;
-		n = cJSON_GetArraySize(ids);
-		cJSON_ArrayForEach(id, ids)
-		{
+		}
+		n = cJSON_GetArraySize(t.ids);
+		cJSON_ArrayForEach(id, t.ids)
 			cm_log_info("tenant %s purged after its grace",
 				    cJSON_GetStringValue(id));
-			announce(b, cJSON_GetStringValue(id));
-		}
-		cJSON_Delete(ids);
-		ids = NULL;
+		cJSON_Delete(t.ids);
 		total += n;
 	} while (n == PURGE_BATCH);
 	return total;

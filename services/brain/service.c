@@ -51,6 +51,8 @@ static const struct cm_config_item brain_config[] = {
 	  "the grace in seconds instead of days when not 0 (tests)" },
 	{ "BRAIN_PURGE_INTERVAL_S", CM_CFG_INT, "3600", 1, 86400, 0,
 	  "seconds between purges of tenants past their grace" },
+	{ "BRAIN_RELAY_INTERVAL_MS", CM_CFG_INT, "1000", 10, 3600000, 0,
+	  "how often the outbox relay looks for unpublished tenant events" },
 	{ "BRAIN_LOGIN_MAX_FAILS", CM_CFG_INT, "5", 1, 1000, 0,
 	  "failed sign-ins per account per window" },
 	{ "BRAIN_LOGIN_MAX_FAILS_PER_ADDR", CM_CFG_INT, "50", 1, 100000, 0,
@@ -219,8 +221,16 @@ brain_start(struct cm_service *svc, void **arg)
 	if (brain_docs_load(b, cm_config_str(c, "BRAIN_OPENAPI_FILE"), errbuf) <
 	    0)
 		cm_log_warn("no API document: %s", errbuf);
-	if ((rc = brain_purge_start(svc, b)) < 0)
+	if ((rc = brain_relay_start(
+		     b, (int)cm_config_int(c, "BRAIN_RELAY_INTERVAL_MS"),
+		     errbuf)) < 0) {
+		cm_log_err("outbox relay: %s", errbuf);
 		return rc;
+	}
+	if ((rc = brain_purge_start(svc, b)) < 0) {
+		brain_relay_stop(b);
+		return rc;
+	}
 	*arg = b;
 	return 0;
 }
@@ -229,7 +239,8 @@ static void
 brain_stop(struct cm_service *svc, void *arg)
 {
 	(void)svc;
-	brain_purge_stop();
+	brain_purge_stop(); /* before the relay it kicks */
+	brain_relay_stop(brain_from(arg));
 	brain_docs_free(brain_from(arg));
 }
 

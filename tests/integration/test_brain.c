@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include "common/buf.h"
+#include "common/bus.h"
 #include "common/mem.h"
 #include "common/redis.h"
 
@@ -437,6 +438,8 @@ START_TEST(test_tenant_roles_are_refused_where_they_must_be)
 END_TEST
 
 static bool stream_has(const char *tid, const char *type);
+static bool outbox_published_until(const char *tid, long long n);
+static long long outbox_rows(const char *tid, bool published);
 
 START_TEST(test_tenant_crud_with_etags_limits_filters_and_pages)
 {
@@ -512,16 +515,20 @@ START_TEST(test_tenant_crud_with_etags_limits_filters_and_pages)
 }
 END_TEST
 
-/* Whether the tenant's bus stream holds an entry of type. */
+/* Whether the tenant's bus stream comes to hold, within 5 s, an entry of
+   type (NULL: any) whose event text contains needle (NULL: any). Tenant
+   events leave through the outbox relay, a moment after the change. */
 static bool
-stream_has(const char *tid, const char *type)
+stream_match(const char *tid, const char *type, const char *needle)
 {
 	struct cm_redis_config rc = { 0 };
 	char errbuf[CM_ERRBUF_LEN] = "", key[96];
+	const redisReply *f;
 	redisReply *r;
 	bool found = false;
 	size_t i;
 	int64_t port;
+	int tries;
 
 	rc.host = cm_test_env("REDIS_HOST");
 	ck_assert_int_eq(
@@ -529,14 +536,54 @@ stream_has(const char *tid, const char *type)
 	rc.port = (int)port;
 	ck_assert_int_eq(cm_redis_init(&rc, errbuf), 0);
 	snprintf(key, sizeof(key), "bz:ev:t:%s", tid);
-	r = cm_redis_cmdf(errbuf, "XRANGE %s - +", key);
-	ck_assert_ptr_nonnull(r);
-	for (i = 0; i < r->elements; i++)
-		if (!strcmp(r->element[i]->element[1]->element[1]->str, type))
-			found = true;
-	freeReplyObject(r);
+	for (tries = 0; tries < 250 && !found; tries++) {
+		if (tries)
+			usleep(20 * 1000);
+		r = cm_redis_cmdf(errbuf, "XRANGE %s - +", key);
+		ck_assert_ptr_nonnull(r);
+		for (i = 0; i < r->elements; i++) {
+			f = r->element[i]->element[1];
+			if (f->elements == 4 &&
+			    (!type || !strcmp(f->element[1]->str, type)) &&
+			    (!needle || strstr(f->element[3]->str, needle)))
+				found = true;
+		}
+		freeReplyObject(r);
+	}
 	cm_redis_shutdown();
 	return found;
+}
+
+static bool
+stream_has(const char *tid, const char *type)
+{
+	return stream_match(tid, type, NULL);
+}
+
+/* Rows of the tenant's in brain.outbox: all, or those published. */
+static long long
+outbox_rows(const char *tid, bool published)
+{
+	return cm_test_psql_count(
+		published ? "SELECT count(*) FROM brain.outbox WHERE"
+			    " tenant_id = $1::uuid AND published_at IS NOT NULL"
+			  : "SELECT count(*) FROM brain.outbox WHERE"
+			    " tenant_id = $1::uuid",
+		tid);
+}
+
+/* Whether n of the tenant's outbox rows are marked published within 5 s. */
+static bool
+outbox_published_until(const char *tid, long long n)
+{
+	int tries;
+
+	for (tries = 0; tries < 250; tries++) {
+		if (outbox_rows(tid, true) == n)
+			return true;
+		usleep(20 * 1000);
+	}
+	return false;
 }
 
 START_TEST(
@@ -593,6 +640,54 @@ START_TEST(test_soft_delete_refuses_the_tenant_everywhere_until_restored)
 	ck_assert_int_eq(crm_whoami_until(tok, 200), 200);
 	ck_assert(stream_has(tid, "tenant.updated"));
 	free(tok);
+}
+END_TEST
+
+/* A tenant change and its event commit together (brain.outbox); a change
+   that is refused stages nothing; and an event whose change committed
+   just before brain died (its row unpublished) goes out on the relay's
+   next round. */
+START_TEST(test_tenant_events_leave_through_the_outbox_even_after_a_crash)
+{
+	char tid[37], slug[64], path[160], sql[1024], *text;
+	cJSON *env, *data;
+	const char *eid;
+
+	make_tenant(tid, slug, NULL);
+	ck_assert(stream_has(tid, "tenant.created"));
+	ck_assert(outbox_published_until(tid, 1));
+	ck_assert_int_eq(outbox_rows(tid, false), 1);
+	/* a stale ETag: no change, no event */
+	snprintf(path, sizeof(path), "/api/admin/tenants/%s", tid);
+	cm_test_expect_free(bcall("PATCH", path, admin_token,
+				  "{\"name\":\"Renamed\"}",
+				  "If-Match: \"999\""),
+			    412, "precondition_failed");
+	cm_test_expect_free(bcall("PATCH", path, admin_token,
+				  "{\"subscription_tier\":\"bogus\"}",
+				  "If-Match: \"1\""),
+			    400, NULL);
+	ck_assert_int_eq(outbox_rows(tid, false), 1);
+	/* committed, never published: what a crash right after the commit
+	   leaves behind */
+	data = cJSON_CreateObject();
+	cJSON_AddStringToObject(data, "tenant_id", tid);
+	cJSON_AddObjectToObject(data, "changes");
+	env = cm_bus_envelope_new("tenant.updated", "brain", "tenant", tid,
+				  data);
+	ck_assert_ptr_nonnull(env);
+	cJSON_AddStringToObject(env, "tenant_id", tid);
+	eid = cJSON_GetObjectItem(env, "event_id")->valuestring;
+	text = cJSON_PrintUnformatted(env);
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO brain.outbox (tenant_id, event_id, event)"
+		 " VALUES ('%s', '%s', '%s')",
+		 tid, eid, text);
+	ck_assert_int_eq(cm_test_psql(sql), 0);
+	ck_assert(stream_match(tid, "tenant.updated", eid));
+	ck_assert(outbox_published_until(tid, 2));
+	free(text);
+	cJSON_Delete(env);
 }
 END_TEST
 
@@ -1166,6 +1261,9 @@ make_suite(void)
 	tcase_add_test(
 		tc, test_api_keys_are_shown_once_scoped_expiring_and_revocable);
 	tcase_add_test(tc, test_an_api_key_of_tenant_a_cannot_reach_tenant_b);
+	tcase_add_test(
+		tc,
+		test_tenant_events_leave_through_the_outbox_even_after_a_crash);
 	tcase_add_test(tc,
 		       test_an_invitation_is_accepted_once_and_then_signs_in);
 	tcase_add_test(

@@ -780,17 +780,22 @@ purge_announced(const char *tid)
 	redisReply *r;
 	bool found = false;
 	size_t i;
+	int tries;
 
 	snprintf(key, sizeof(key), "bz:ev:t:%s", tid);
-	r = cm_redis_cmd(4, argv, NULL, errbuf);
-	ck_assert_msg(r != NULL, "%s", errbuf);
-	for (i = 0; i < r->elements; i++)
-		if (r->element[i]->elements == 2 &&
-		    r->element[i]->element[1]->elements == 4 &&
-		    strstr(r->element[i]->element[1]->element[3]->str,
-			   "\"purged\":true"))
-			found = true;
-	freeReplyObject(r);
+	for (tries = 0; tries < 250 && !found; tries++) {
+		if (tries) /* it leaves through the outbox relay */
+			usleep(20 * 1000);
+		r = cm_redis_cmd(4, argv, NULL, errbuf);
+		ck_assert_msg(r != NULL, "%s", errbuf);
+		for (i = 0; i < r->elements; i++)
+			if (r->element[i]->elements == 2 &&
+			    r->element[i]->element[1]->elements == 4 &&
+			    strstr(r->element[i]->element[1]->element[3]->str,
+				   "\"purged\":true"))
+				found = true;
+		freeReplyObject(r);
+	}
 	return found;
 }
 

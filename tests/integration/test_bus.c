@@ -165,20 +165,9 @@ history_until(const char *tid, const char *q, int want)
 static long long
 audit_rows(const char *event_id)
 {
-	PGconn *c = PQconnectdb(cm_test_env("TEST_PG_CONNINFO"));
-	PGresult *res;
-	long long n;
-
-	ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-	res = PQexecParams(c,
-			   "SELECT count(*) FROM event_bus.events "
-			   "WHERE event_id = $1",
-			   1, NULL, &event_id, NULL, NULL, 0);
-	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
-	n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	PQfinish(c);
-	return n;
+	return cm_test_psql_count("SELECT count(*) FROM event_bus.events "
+				  "WHERE event_id = $1",
+				  event_id);
 }
 
 START_TEST(test_an_event_is_audited_once_and_seen_only_by_its_tenant)

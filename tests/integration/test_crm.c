@@ -162,24 +162,6 @@ fmt(const char *f, ...)
 	return cm_buf_detach(&b, NULL);
 }
 
-/* A single value from SQL run as the superuser. */
-static long long
-sql_count(const char *sql, const char *param)
-{
-	PGconn *c = PQconnectdb(cm_test_env("TEST_PG_CONNINFO"));
-	PGresult *res;
-	long long n;
-
-	ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-	res = PQexecParams(c, sql, param ? 1 : 0, NULL, &param, NULL, NULL, 0);
-	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s",
-		      PQresultErrorMessage(res));
-	n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	PQfinish(c);
-	return n;
-}
-
 START_TEST(test_a_lead_is_created_read_updated_with_etags_and_soft_deleted)
 {
 	char t[37], id[37], *path;
@@ -248,10 +230,11 @@ START_TEST(test_a_lead_is_created_read_updated_with_etags_and_soft_deleted)
 	r = expect(200, t, "GET", "/api/crm/leads", NULL);
 	ck_assert_int_eq(items(&r), 0);
 	cm_test_resp_release(&r);
-	ck_assert_int_eq(sql_count("SELECT count(*) FROM crm.leads WHERE id = "
+	ck_assert_int_eq(
+		cm_test_psql_count("SELECT count(*) FROM crm.leads WHERE id = "
 				   "$1 AND deleted_at IS NOT NULL",
 				   id),
-			 1);
+		1);
 	free(path);
 }
 END_TEST
@@ -918,10 +901,11 @@ START_TEST(test_a_50000_row_file_imports_in_the_background_with_progress)
 	r = import_status(u, id); /* another tenant: not found */
 	ck_assert_int_eq(r.status, 404);
 	cm_test_resp_release(&r);
-	ck_assert_int_eq(sql_count("SELECT count(*) FROM crm.leads WHERE "
+	ck_assert_int_eq(
+		cm_test_psql_count("SELECT count(*) FROM crm.leads WHERE "
 				   "tenant_id = $1 AND score = 30",
 				   t),
-			 BIG_IMPORT);
+		BIG_IMPORT);
 
 	/* the same in the background with one bad row: nothing imported */
 	cm_buf_reset(&b);
@@ -944,10 +928,11 @@ START_TEST(test_a_50000_row_file_imports_in_the_background_with_progress)
 			 "row"),
 		58);
 	cm_test_resp_release(&r);
-	ck_assert_int_eq(sql_count("SELECT count(*) FROM crm.leads WHERE "
+	ck_assert_int_eq(
+		cm_test_psql_count("SELECT count(*) FROM crm.leads WHERE "
 				   "tenant_id = $1 AND name LIKE 'Late %'",
 				   t),
-			 0);
+		0);
 	cm_buf_release(&b);
 }
 END_TEST
@@ -1113,10 +1098,11 @@ START_TEST(test_every_change_is_published_once_through_the_outbox)
 	usleep(700 * 1000);
 	ck_assert_int_eq(stream_count(t, "lead.created", id), 1);
 	ck_assert_int_eq(stream_count(t, "deal.won", deal), 1);
-	ck_assert_int_eq(sql_count("SELECT count(*) FROM crm.outbox WHERE "
+	ck_assert_int_eq(
+		cm_test_psql_count("SELECT count(*) FROM crm.outbox WHERE "
 				   "tenant_id = $1 AND published_at IS NULL",
 				   t),
-			 0);
+		0);
 }
 END_TEST
 

@@ -67,6 +67,24 @@ cm_test_psql(const char *sql)
 	return rc;
 }
 
+long long
+cm_test_psql_count(const char *sql, const char *param)
+{
+	PGconn *c = PQconnectdb(cm_test_env("TEST_PG_CONNINFO"));
+	PGresult *res;
+	long long n;
+
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+	res = PQexecParams(c, sql, param ? 1 : 0, NULL, &param, NULL, NULL, 0);
+	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK &&
+			      PQntuples(res) >= 1,
+		      "%s: %s", sql, PQresultErrorMessage(res));
+	n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	PQfinish(c);
+	return n;
+}
+
 /* Whether one file holds marker anywhere (read whole). */
 static bool
 file_has(const char *path, const char *marker)

@@ -35,6 +35,10 @@ void cm_test_require_stack(void);
 int cm_test_free_port(void);
 /* cm_test_psql - run SQL as the test superuser; 0 on success. */
 int cm_test_psql(const char *sql);
+/* cm_test_psql_count - the first cell of SQL's first row as an integer,
+   run as the test superuser with param as $1 when not NULL; fails the
+   test when the query does. */
+long long cm_test_psql_count(const char *sql, const char *param);
 /* cm_test_logs_scan - read every file of $BZ_BUILD/test-logs whole; the
    number of files read, and in hit (cap bytes) the name of the first one
    holding marker ("" when none does). */

@@ -227,6 +227,21 @@ int cm_bus_outbox_add(PGconn *conn, const char *table, const char *tenant_id,
 int cm_bus_outbox_relay(const char *table, int limit, int *published,
 			char errbuf[CM_ERRBUF_LEN]);
 
+/* cm_bus_relay - a thread publishing an outbox table (lib/common/bus_relay.c):
+   soon after each cm_bus_relay_kick (a commit that added rows; kicks
+   within 10 ms share a round) and every interval_ms, so rows a crash
+   between commit and publish (or a Redis outage) left behind go out
+   later. tick (may be NULL) runs on the same thread before each round:
+   a service's own periodic job. Stop runs one last round and joins. Kick
+   and stop accept NULL. */
+struct cm_bus_relay;
+typedef void (*cm_bus_relay_tick_fn)(void *arg);
+struct cm_bus_relay *cm_bus_relay_start(const char *table, int interval_ms,
+					cm_bus_relay_tick_fn tick, void *arg,
+					char errbuf[CM_ERRBUF_LEN]);
+void cm_bus_relay_kick(struct cm_bus_relay *r);
+void cm_bus_relay_stop(struct cm_bus_relay *r);
+
 /* cm_bus_trim - XTRIM stream MINID to the smallest id any group of the
    stream still needs (its first pending id, else its last delivered id,
    which is kept), or to
