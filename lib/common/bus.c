@@ -1330,21 +1330,6 @@ cm_bus_sub_run(struct cm_bus_sub *s)
 
 /* ---- inbox and outbox ---- */
 
-/* "schema.table", both [a-z0-9_], at most 63 bytes each. */
-static bool
-valid_table(const char *t)
-{
-	const char *dot = t ? strchr(t, '.') : NULL;
-	size_t i;
-
-	if (!dot || dot == t || dot - t > 63 || strlen(dot + 1) > 63 || !dot[1])
-		return false;
-	for (i = 0; t[i]; i++)
-		if (t + i != dot && !is_lower_alnum(t[i]))
-			return false;
-	return true;
-}
-
 int
 cm_bus_inbox_claim(PGconn *conn, const char *table, const char *tenant_id,
 		   const char *event_id, char errbuf[CM_ERRBUF_LEN])
@@ -1354,7 +1339,7 @@ cm_bus_inbox_claim(PGconn *conn, const char *table, const char *tenant_id,
 	PGresult *res = NULL;
 	int rc;
 
-	if (!valid_table(table) || !cm_is_uuid(event_id) ||
+	if (!cm_db_table_ok(table) || !cm_is_uuid(event_id) ||
 	    !cm_is_uuid(tenant_id)) {
 		cm_errf(errbuf, "inbox: bad table, tenant or event id");
 		rc = CM_EINVAL;
@@ -1382,7 +1367,7 @@ cm_bus_outbox_add(PGconn *conn, const char *table, const char *tenant_id,
 	char *text = NULL;
 	int rc;
 
-	if (!valid_table(table)) {
+	if (!cm_db_table_ok(table)) {
 		cm_errf(errbuf, "outbox: bad table name");
 		rc = CM_EINVAL;
 		goto out;
@@ -1487,7 +1472,7 @@ cm_bus_outbox_relay(const char *table, int limit, int *published,
 
 	if (published)
 		*published = 0;
-	if (!valid_table(table) || limit < 1 || limit > 10000) {
+	if (!cm_db_table_ok(table) || limit < 1 || limit > 10000) {
 		cm_errf(errbuf, "outbox relay: bad table or limit");
 		return CM_EINVAL;
 	}

@@ -592,6 +592,22 @@ db_tx_run(const char *tenant_id, cm_db_work_fn fn, void *arg, char *errbuf)
 	return rc;
 }
 
+bool
+cm_db_table_ok(const char *t)
+{
+	const char *dot = t ? strchr(t, '.') : NULL;
+	size_t i;
+
+	if (!dot || dot == t || dot - t > 63 || strlen(dot + 1) > 63 || !dot[1])
+		return false;
+	for (i = 0; t[i]; i++)
+		if (t + i != dot &&
+		    !((t[i] >= 'a' && t[i] <= 'z') ||
+		      (t[i] >= '0' && t[i] <= '9') || t[i] == '_'))
+			return false;
+	return true;
+}
+
 int
 cm_db_tx(cm_db_work_fn fn, void *arg, char errbuf[CM_ERRBUF_LEN])
 {

@@ -24,6 +24,7 @@
 #include "common/db.h"
 #include "common/err.h"
 #include "common/http.h"
+#include "common/idem.h"
 #include "common/proxy.h"
 
 #define BRAIN_MAGIC 0xb4a1e5u
@@ -191,6 +192,24 @@ int brain_stage(PGconn *conn, struct brain_staged *st, const char *type,
 int brain_relay_start(struct brain *b, int interval_ms,
 		      char errbuf[CM_ERRBUF_LEN]);
 void brain_relay_stop(struct brain *b);
+
+/* ---- Idempotency-Key on the tenant creates (members, API keys,
+   invitations): common/idem.h records in brain.idempotency_keys, in the
+   create's transaction. A replay answers the stored body, which never
+   holds a key or invitation token: those are shown once. ---- */
+
+#define BRAIN_IDEM "brain.idempotency_keys"
+
+struct brain_once {
+	struct cm_idem im; /* cm_idem_from_req; im.key NULL: no header */
+	bool replayed;	   /* the answer came from the record */
+	bool reused;	   /* the key came with another request (422) */
+	int status;	   /* the replayed answer's status */
+};
+
+/* brain_once_answer - the answer when the store refused because of the key
+   (reused: 422); 0 otherwise. A replay's header is set too. */
+int brain_once_answer(struct cm_req *req, const struct brain_once *once);
 
 /* ---- store.c: every SQL statement (platform tables, no RLS) ---- */
 
@@ -383,7 +402,7 @@ const char *brain_own_tenant(struct cm_req *req, unsigned perm);
 int brain_store_key_create(const char *tid, const char *name,
 			   const char *prefix, const char *hash,
 			   const char *scopes, const char *created_by,
-			   int64_t ttl_s, cJSON **out,
+			   int64_t ttl_s, struct brain_once *once, cJSON **out,
 			   char errbuf[CM_ERRBUF_LEN]);
 int brain_store_key_revoke(const char *tid, const char *id,
 			   char errbuf[CM_ERRBUF_LEN]);
@@ -453,11 +472,13 @@ void brain_reply_page(struct cm_req *req, const char *tid, brain_page_fn page,
    limit was lowered meanwhile). */
 int brain_store_member_add_seat(const char *user_id, const char *email,
 				const char *tid, const char *role,
+				struct brain_once *once, cJSON **out,
 				char errbuf[CM_ERRBUF_LEN]);
 int brain_store_invite_create_seat(const char *tid, const char *email,
 				   const char *role, const char *hash,
 				   const char *invited_by, int64_t ttl_s,
-				   cJSON **out, char errbuf[CM_ERRBUF_LEN]);
+				   struct brain_once *once, cJSON **out,
+				   char errbuf[CM_ERRBUF_LEN]);
 
 /* brain_store_tenant_delete_s - soft delete, purge after grace_s
    seconds. */

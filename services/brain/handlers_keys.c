@@ -112,7 +112,7 @@ parse_key(const cJSON *body, struct key_input *in, char errbuf[CM_ERRBUF_LEN])
 /* The new key and its row; the key goes into the answer once. */
 static int
 create_key(const char *tid, const char *creator, const struct key_input *in,
-	   cJSON **out, char errbuf[CM_ERRBUF_LEN])
+	   struct brain_once *once, cJSON **out, char errbuf[CM_ERRBUF_LEN])
 {
 	char key[BRAIN_TOKEN_LEN], hash[BRAIN_SHA256_HEX];
 	char prefix[DISPLAY_PREFIX + 1];
@@ -126,8 +126,8 @@ create_key(const char *tid, const char *creator, const struct key_input *in,
 	cm_strlcpy(prefix, key, sizeof(prefix));
 	rc = brain_store_key_create(tid, in->name, prefix, hash, in->scopes,
 				    cm_is_uuid(creator) ? creator : NULL,
-				    in->ttl_s, out, errbuf);
-	if (rc == 0)
+				    in->ttl_s, once, out, errbuf);
+	if (rc == 0 && !once->replayed) /* a replay never shows it */
 		cJSON_AddStringToObject(*out, "key", key);
 	cm_memzero(key, sizeof(key));
 	return rc;
@@ -139,12 +139,14 @@ brain_h_keys_create(struct cm_req *req, void *arg)
 {
 	char errbuf[CM_ERRBUF_LEN] = "";
 	struct key_input in = { 0 };
+	struct brain_once once = { 0 };
 	cJSON *body = NULL, *row = NULL;
 	const char *tid;
 	int status = 403, rc;
 
 	(void)brain_from(arg);
 	if (!(tid = key_admin_tenant(req)) ||
+	    (status = cm_idem_from_req(req, &once.im)) != 0 ||
 	    (status = cm_req_json(req, &body)) != 0)
 		goto out;
 	if (parse_key(body, &in, errbuf) < 0) {
@@ -152,8 +154,14 @@ brain_h_keys_create(struct cm_req *req, void *arg)
 				     errbuf);
 		goto out;
 	}
-	rc = create_key(tid, cm_req_principal(req)->sub, &in, &row, errbuf);
-	status = rc < 0 ? brain_fail_store(req, rc, "api key", errbuf) : 201;
+	rc = create_key(tid, cm_req_principal(req)->sub, &in, &once, &row,
+			errbuf);
+	if ((status = brain_once_answer(req, &once)) != 0)
+		goto out;
+	if (rc < 0)
+		status = brain_fail_store(req, rc, "api key", errbuf);
+	else
+		status = once.replayed ? once.status : 201;
 out:
 	cm_req_reply_json(req, status, status < 400 ? row : NULL);
 	cJSON_Delete(body);

@@ -128,11 +128,13 @@ static int
 add_member(struct cm_req *req, const char *tid, int max_rank, cJSON **out)
 {
 	char errbuf[CM_ERRBUF_LEN] = "", uid[40] = "";
+	struct brain_once once = { 0 };
 	struct member_input in;
 	cJSON *body = NULL;
 	int status, rc;
 
-	if ((status = cm_req_json(req, &body)) != 0)
+	if ((status = cm_idem_from_req(req, &once.im)) != 0 ||
+	    (status = cm_req_json(req, &body)) != 0)
 		goto out;
 	if (parse_member(body, &in, errbuf) < 0) {
 		status = cm_req_fail(req, 400, "validation_failed", "%s",
@@ -154,7 +156,9 @@ add_member(struct cm_req *req, const char *tid, int max_rank, cJSON **out)
 	}
 	if (rc == 0)
 		rc = brain_store_member_add_seat(uid, in.email, tid, in.role,
-						 errbuf);
+						 &once, out, errbuf);
+	if ((status = brain_once_answer(req, &once)) != 0)
+		goto out;
 	if (rc == CM_EAGAIN) {
 		status = cm_req_fail(req, 403, "limit_reached",
 				     "the plan's max_users is reached");
@@ -164,11 +168,7 @@ add_member(struct cm_req *req, const char *tid, int max_rank, cJSON **out)
 		status = brain_fail_store(req, rc, "member", errbuf);
 		goto out;
 	}
-	*out = cJSON_CreateObject();
-	cJSON_AddStringToObject(*out, "user_id", uid);
-	cJSON_AddStringToObject(*out, "tenant_id", tid);
-	cJSON_AddStringToObject(*out, "role", in.role);
-	status = 201;
+	status = once.replayed ? once.status : 201;
 out:
 	cJSON_Delete(body);
 	return status;
@@ -283,6 +283,7 @@ brain_h_invites_create(struct cm_req *req, void *arg)
 	char errbuf[CM_ERRBUF_LEN] = "", token[BRAIN_TOKEN_LEN];
 	char hash[BRAIN_SHA256_HEX];
 	const struct cm_principal *p = cm_req_principal(req);
+	struct brain_once once = { 0 };
 	struct member_input in;
 	cJSON *body = NULL, *row = NULL;
 	const char *tid;
@@ -290,6 +291,7 @@ brain_h_invites_create(struct cm_req *req, void *arg)
 
 	(void)brain_from(arg);
 	if (!(tid = brain_own_tenant(req, BRAIN_PERM_MEMBERS_WRITE)) ||
+	    (status = cm_idem_from_req(req, &once.im)) != 0 ||
 	    (status = cm_req_json(req, &body)) != 0)
 		goto out;
 	if (parse_member(body, &in, errbuf) < 0 || in.password) {
@@ -308,19 +310,21 @@ brain_h_invites_create(struct cm_req *req, void *arg)
 		brain_sha256_hex(token, hash);
 		rc = brain_store_invite_create_seat(
 			tid, in.email, in.role, hash,
-			cm_is_uuid(p->sub) ? p->sub : NULL, INVITE_TTL_S, &row,
-			errbuf);
+			cm_is_uuid(p->sub) ? p->sub : NULL, INVITE_TTL_S, &once,
+			&row, errbuf);
 	}
-	if (rc == 0)
+	if (rc == 0 && !once.replayed) /* the token is shown this once */
 		cJSON_AddStringToObject(row, "token", token);
+	cm_memzero(token, sizeof(token));
+	if ((status = brain_once_answer(req, &once)) != 0)
+		goto out;
 	if (rc == CM_EAGAIN)
 		status = cm_req_fail(req, 403, "limit_reached",
 				     "the plan's max_users is reached");
+	else if (rc < 0)
+		status = brain_fail_store(req, rc, "invitation", errbuf);
 	else
-		status =
-			rc < 0 ? brain_fail_store(req, rc, "invitation", errbuf)
-			       : 201;
-	cm_memzero(token, sizeof(token));
+		status = once.replayed ? once.status : 201;
 out:
 	cm_req_reply_json(req, status, status < 400 ? row : NULL);
 	cJSON_Delete(body);

@@ -60,6 +60,18 @@ brain_fail_store(struct cm_req *req, int rc, const char *what,
 	}
 }
 
+int
+brain_once_answer(struct cm_req *req, const struct brain_once *once)
+{
+	if (once->reused)
+		return cm_req_fail(req, 422, "idempotency_key_reused",
+				   "this Idempotency-Key came with another "
+				   "request");
+	if (once->replayed)
+		cm_req_set_header(req, "Idempotent-Replayed", "true");
+	return 0;
+}
+
 /* ?limit= and ?cursor= of a tenant list; 0 or the recorded 400. */
 static int
 page_query(struct cm_req *req, struct brain_page *pg)

@@ -579,6 +579,70 @@ brain_store_domain_state(const char *domain, bool *verified, bool *deleted,
 	", 'revoked_at', " TS("k.revoked_at") ")"
 /* clang-format on */
 
+/* A tenant create under an Idempotency-Key: the stored answer, or the
+   create (fn leaves its answer in *out) and its record, in one
+   transaction. */
+struct once_tx {
+	struct brain_once *once;
+	cm_db_work_fn fn;
+	void *arg;
+	cJSON **out;
+};
+
+static int
+once_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct once_tx *t = arg;
+	struct brain_once *o = t->once;
+	int rc;
+
+	if (o && o->im.key) {
+		rc = cm_idem_lookup(conn, BRAIN_IDEM, &o->im, &o->status,
+				    t->out, errbuf);
+		if (rc == 0) {
+			o->replayed = true;
+			return 0;
+		}
+		if (rc == CM_EEXIST)
+			o->reused = true;
+		if (rc != CM_ENOENT)
+			return rc;
+	}
+	if ((rc = t->fn(conn, t->arg, errbuf)) < 0)
+		return rc;
+	if (o && o->im.key)
+		rc = cm_idem_store(conn, BRAIN_IDEM, &o->im, 201, *t->out,
+				   errbuf);
+	return rc;
+}
+
+/* Run it in tid's transaction; once more when a concurrent request with
+   the same key committed first (the second run replays it). */
+static int
+once_tx_tenant(const char *tid, struct brain_once *once, cm_db_work_fn fn,
+	       void *arg, cJSON **out, char errbuf[CM_ERRBUF_LEN])
+{
+	struct once_tx t = { once, fn, arg, out };
+	int rc = 0, attempt;
+
+	for (attempt = 0; attempt < 2; attempt++) {
+		cJSON_Delete(*out);
+		*out = NULL;
+		if (once) {
+			once->replayed = false;
+			once->reused = false;
+		}
+		rc = cm_db_tx_tenant(tid, once_work, &t, errbuf);
+		if (!once || !cm_idem_raced(&once->im, rc, errbuf))
+			break;
+	}
+	if (rc < 0) {
+		cJSON_Delete(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 struct tx_query {
 	const char *sql;
 	int n;
@@ -606,7 +670,8 @@ tx_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 int
 brain_store_key_create(const char *tid, const char *name, const char *prefix,
 		       const char *hash, const char *scopes,
-		       const char *created_by, int64_t ttl_s, cJSON **out,
+		       const char *created_by, int64_t ttl_s,
+		       struct brain_once *once, cJSON **out,
 		       char errbuf[CM_ERRBUF_LEN])
 {
 	static const char sql[] =
@@ -621,7 +686,7 @@ brain_store_key_create(const char *tid, const char *name, const char *prefix,
 	struct tx_query q = { sql, 7, p, out, false };
 
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
-	return cm_db_tx_tenant(tid, tx_work, &q, errbuf);
+	return once_tx_tenant(tid, once, tx_work, &q, out, errbuf);
 }
 
 int
@@ -987,6 +1052,7 @@ struct seat_member {
 	const char *tid;
 	const char *role;
 	const char *email;
+	cJSON **out;
 };
 
 static int
@@ -1001,19 +1067,26 @@ member_seat_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 	int rc;
 
 	(void)conn;
-	if ((rc = take_seat(s->tid, s->email, errbuf)) < 0)
+	if ((rc = take_seat(s->tid, s->email, errbuf)) < 0 ||
+	    (rc = run_cmd(sql, 3, p, errbuf)) < 0)
 		return rc;
-	return run_cmd(sql, 3, p, errbuf);
+	*s->out = cJSON_CreateObject();
+	cJSON_AddStringToObject(*s->out, "user_id", s->uid);
+	cJSON_AddStringToObject(*s->out, "tenant_id", s->tid);
+	cJSON_AddStringToObject(*s->out, "role", s->role);
+	return 0;
 }
 
 int
 brain_store_member_add_seat(const char *user_id, const char *email,
 			    const char *tid, const char *role,
+			    struct brain_once *once, cJSON **out,
 			    char errbuf[CM_ERRBUF_LEN])
 {
-	struct seat_member s = { user_id, tid, role, email };
+	struct seat_member s = { user_id, tid, role, email, out };
 
-	return cm_db_tx_tenant(tid, member_seat_work, &s, errbuf);
+	*out = NULL;
+	return once_tx_tenant(tid, once, member_seat_work, &s, out, errbuf);
 }
 
 struct seat_invite {
@@ -1044,21 +1117,16 @@ int
 brain_store_invite_create_seat(const char *tid, const char *email,
 			       const char *role, const char *hash,
 			       const char *invited_by, int64_t ttl_s,
-			       cJSON **out, char errbuf[CM_ERRBUF_LEN])
+			       struct brain_once *once, cJSON **out,
+			       char errbuf[CM_ERRBUF_LEN])
 {
 	char ttl[24];
 	const char *p[6] = { tid, email, role, hash, invited_by, ttl };
 	struct seat_invite s = { tid, p, out };
-	int rc;
 
 	*out = NULL;
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
-	rc = cm_db_tx_tenant(tid, invite_seat_work, &s, errbuf);
-	if (rc < 0) {
-		cJSON_Delete(*out);
-		*out = NULL;
-	}
-	return rc;
+	return once_tx_tenant(tid, once, invite_seat_work, &s, out, errbuf);
 }
 
 /* ---- purge ---- */

@@ -34,6 +34,7 @@
 #include <libpq-fe.h>
 
 #include "common/err.h"
+#include "common/idem.h"
 
 #define CRM_MAGIC 0x63726d21u
 #define CRM_MAX_FIELDS 64
@@ -273,18 +274,13 @@ struct crm_ctx {
 	const char *sub;    /* the caller (principal sub) */
 };
 
-struct crm_idem {
-	const char *key;   /* NULL: none */
-	char hash[65];	   /* SHA-256 of method, path and body */
-	const char *scope; /* "POST /api/crm/leads" */
-};
-
 /* The answer of a create: status and body (owned). */
 struct crm_reply {
 	int status;
 	cJSON *body;
 	int64_t version; /* for the ETag; 0: none */
 	bool replayed;	 /* from the idempotency store */
+	bool reused;	 /* the key came with another request */
 };
 
 struct crm_list_query {
@@ -310,7 +306,7 @@ int crm_emit(PGconn *conn, const char *tenant, const char *type,
 bool crm_fk_field(const char *errbuf, char out[64]);
 
 int crm_store_create(const struct crm_ctx *ctx, const struct crm_entity *e,
-		     struct crm_values *v, const struct crm_idem *idem,
+		     struct crm_values *v, const struct cm_idem *idem,
 		     struct crm_reply *out, char errbuf[CM_ERRBUF_LEN]);
 int crm_store_get(const struct crm_ctx *ctx, const struct crm_entity *e,
 		  const char *id, cJSON **out, int64_t *version,

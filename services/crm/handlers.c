@@ -11,7 +11,6 @@
  */
 #include "crm.h"
 
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,43 +161,6 @@ out:
 	free(q);
 }
 
-static void
-request_hash(struct cm_req *req, char out[65])
-{
-	unsigned char md[SHA256_DIGEST_LENGTH];
-	struct cm_buf b = CM_BUF_INIT(0);
-	const char *body;
-	size_t len;
-	int i;
-
-	cm_req_body(req, &body, &len);
-	cm_buf_printf(&b, "%s %s\n", cm_req_method(req), cm_req_path(req));
-	cm_buf_add(&b, body, len);
-	SHA256((const unsigned char *)cm_buf_str(&b), b.len, md);
-	cm_buf_release(&b);
-	for (i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
-/* The Idempotency-Key header into idem; 0 or a status. */
-static int
-idem_of(struct cm_req *req, struct crm_idem *idem, char scope[128])
-{
-	const char *key = cm_req_header(req, "Idempotency-Key");
-
-	memset(idem, 0, sizeof(*idem));
-	if (!key)
-		return 0;
-	if (!*key || strlen(key) > 255)
-		return cm_req_fail(req, 400, "bad_request",
-				   "Idempotency-Key must be 1 to 255 bytes");
-	idem->key = key;
-	request_hash(req, idem->hash);
-	snprintf(scope, 128, "%s %.100s", cm_req_method(req), cm_req_path(req));
-	idem->scope = scope;
-	return 0;
-}
-
 /* Check a body for e; leads reach status converted through the convert
    action only. */
 static int
@@ -226,16 +188,16 @@ crm_handle_create(struct cm_req *req, void *arg)
 {
 	struct crm_values v = { 0 };
 	struct crm_reply reply = { 0 };
-	char errbuf[CM_ERRBUF_LEN] = "", scope[128];
+	char errbuf[CM_ERRBUF_LEN] = "";
 	const struct crm_entity *e;
-	struct crm_idem idem;
+	struct cm_idem idem;
 	struct crm_ctx ctx;
 	cJSON *body = NULL;
 	int status = 500, rc;
 
 	if (!crm_req_ctx(req, arg, true, &ctx, &status) ||
 	    !(e = entity_of(req, &status)) ||
-	    (status = idem_of(req, &idem, scope)) != 0 ||
+	    (status = cm_idem_from_req(req, &idem)) != 0 ||
 	    (status = cm_req_json(req, &body)) != 0)
 		goto out;
 	if (parse_body(e, body, true, &v, errbuf) < 0) {
@@ -244,6 +206,11 @@ crm_handle_create(struct cm_req *req, void *arg)
 		goto out;
 	}
 	rc = crm_store_create(&ctx, e, &v, &idem, &reply, errbuf);
+	if (rc < 0 && reply.reused) {
+		status = cm_req_fail(req, 422, "idempotency_key_reused", "%s",
+				     errbuf);
+		goto out;
+	}
 	if (rc < 0) {
 		status = crm_fail(req, rc, e->name, errbuf);
 		goto out;

@@ -25,6 +25,7 @@
 
 #define SQL_CAP 16384
 #define TENANT_SQL "current_setting('app.tenant_id')::uuid"
+#define CRM_IDEM "crm.idempotency_keys"
 
 int
 crm_emit(PGconn *conn, const char *tenant, const char *type,
@@ -394,73 +395,29 @@ struct create_work {
 	const struct crm_ctx *ctx;
 	const struct crm_entity *e;
 	struct crm_values *v;
-	const struct crm_idem *idem;
+	const struct cm_idem *idem;
 	struct crm_reply *out;
 };
 
 /* A stored answer for the key: 0 and out filled (replayed), CM_ENOENT
    when the key is new, CM_EEXIST when it was used for another request. */
 static int
-idem_lookup(PGconn *conn, const struct crm_idem *idem, struct crm_reply *out,
+idem_lookup(PGconn *conn, const struct cm_idem *idem, struct crm_reply *out,
 	    char errbuf[CM_ERRBUF_LEN])
 {
-	const char *p[1] = { idem->key };
-	PGresult *res = NULL;
-	const char *text;
-	int64_t status = 0;
-	int rc;
+	const cJSON *v;
+	int rc = cm_idem_lookup(conn, CRM_IDEM, idem, &out->status, &out->body,
+				errbuf);
 
-	rc = cm_db_query(conn,
-			 "SELECT request_hash, status, response, scope "
-			 "FROM crm.idempotency_keys WHERE key = $1 AND "
-			 "created_at > now() - interval '24 hours'",
-			 1, p, &res, errbuf);
-	if (rc == 0 && PQntuples(res) == 0)
-		rc = CM_ENOENT;
-	else if (rc == 0 && (strcmp(PQgetvalue(res, 0, 0), idem->hash) != 0 ||
-			     strcmp(PQgetvalue(res, 0, 3), idem->scope) != 0)) {
-		cm_errf(errbuf, "the Idempotency-Key was used for another "
-				"request");
-		rc = CM_EEXIST;
-	} else if (rc == 0) {
-		cm_parse_i64(PQgetvalue(res, 0, 1), 100, 599, &status);
-		text = PQgetvalue(res, 0, 2);
-		out->status = (int)status;
-		out->body = cm_json_parse(text, strlen(text), errbuf);
-		out->replayed = true;
-		rc = out->body ? 0 : CM_EIO;
-		if (rc == 0 && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(
-				       out->body, "version")))
-			out->version =
-				(int64_t)cJSON_GetObjectItemCaseSensitive(
-					out->body, "version")
-					->valuedouble;
-	}
-	PQclear(res);
-	return rc;
-}
-
-static int
-idem_store(PGconn *conn, const struct crm_idem *idem,
-	   const struct crm_reply *out, char errbuf[CM_ERRBUF_LEN])
-{
-	char status[8], *text = cm_json_print(out->body);
-	const char *p[5] = { idem->key, idem->scope, idem->hash, status, text };
-	int rc;
-
-	snprintf(status, sizeof(status), "%d", out->status);
-	/* an expired key of the same name makes room first */
-	rc = cm_db_query(conn,
-			 "DELETE FROM crm.idempotency_keys WHERE key = $1", 1,
-			 p, NULL, errbuf);
-	if (rc == 0)
-		rc = cm_db_query(conn,
-				 "INSERT INTO crm.idempotency_keys (tenant_id, "
-				 "key, scope, request_hash, status, response) "
-				 "VALUES (" TENANT_SQL ", $1, $2, $3, $4, $5)",
-				 5, p, NULL, errbuf);
-	free(text);
-	return rc;
+	if (rc == CM_EEXIST)
+		out->reused = true;
+	if (rc < 0)
+		return rc;
+	out->replayed = true;
+	v = cJSON_GetObjectItemCaseSensitive(out->body, "version");
+	if (cJSON_IsNumber(v))
+		out->version = (int64_t)v->valuedouble;
+	return 0;
 }
 
 static int
@@ -498,7 +455,8 @@ create_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 	w->out->version = version;
 	w->out->body = crm_render_row(res, 0);
 	if (w->idem->key)
-		rc = idem_store(conn, w->idem, w->out, errbuf);
+		rc = cm_idem_store(conn, CRM_IDEM, w->idem, w->out->status,
+				   w->out->body, errbuf);
 out:
 	PQclear(res);
 	return rc;
@@ -506,7 +464,7 @@ out:
 
 int
 crm_store_create(const struct crm_ctx *ctx, const struct crm_entity *e,
-		 struct crm_values *v, const struct crm_idem *idem,
+		 struct crm_values *v, const struct cm_idem *idem,
 		 struct crm_reply *out, char errbuf[CM_ERRBUF_LEN])
 {
 	struct create_work w = { ctx, e, v, idem, out };
@@ -515,8 +473,7 @@ crm_store_create(const struct crm_ctx *ctx, const struct crm_entity *e,
 	for (attempt = 0; attempt < 2; attempt++) {
 		memset(out, 0, sizeof(*out));
 		rc = cm_db_tx_tenant(ctx->tenant, create_work, &w, errbuf);
-		if (rc == 0 || !idem->key || rc != CM_EEXIST ||
-		    !strstr(errbuf, "23505"))
+		if (!cm_idem_raced(idem, rc, errbuf))
 			break;
 		/* a concurrent request with the same key won: replay it */
 		cJSON_Delete(out->body);

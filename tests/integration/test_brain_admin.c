@@ -748,6 +748,100 @@ START_TEST(test_accepting_an_invitation_rechecks_a_lowered_limit)
 }
 END_TEST
 
+/* ---- Idempotency-Key on the tenant creates ---- */
+
+/* POST path twice with one key and body: both 201, the second replayed
+   with the same id_field and without the secret field; then the key with
+   another body (422) and a malformed key (400). */
+static void
+once_only(const char *path, const char *tok, const char *body,
+	  const char *other, const char *id_field, const char *secret)
+{
+	char id[64], key[64], hkey[96];
+	struct cm_test_resp r;
+
+	cm_test_fresh_name(key, sizeof(key), "idem");
+	snprintf(hkey, sizeof(hkey), "Idempotency-Key: %s", key);
+	r = call("POST", path, tok, body, hkey, NULL);
+	cm_test_expect(&r, 201, NULL);
+	cm_strlcpy(id, jstr(r.json, id_field), sizeof(id));
+	ck_assert(id[0]);
+	if (secret) { /* never stored with the answer */
+		ck_assert(strlen(jstr(r.json, secret)) > 10);
+		ck_assert_int_eq(
+			cm_test_psql_count(
+				"SELECT count(*) FROM brain.idempotency_keys"
+				" WHERE strpos(response, $1) > 0",
+				jstr(r.json, secret)),
+			0);
+	}
+	ck_assert_ptr_null(cm_test_resp_header(&r, "Idempotent-Replayed"));
+	cm_test_resp_release(&r);
+	r = call("POST", path, tok, body, hkey, NULL);
+	cm_test_expect(&r, 201, NULL);
+	ck_assert_str_eq(jstr(r.json, id_field), id);
+	ck_assert_str_eq(cm_test_resp_header(&r, "Idempotent-Replayed"),
+			 "true");
+	if (secret) /* shown once: never stored, never replayed */
+		ck_assert_ptr_null(cJSON_GetObjectItem(r.json, secret));
+	cm_test_resp_release(&r);
+	cm_test_expect_free(call("POST", path, tok, other, hkey, NULL), 422,
+			    "idempotency_key_reused");
+	cm_test_expect_free(call("POST", path, tok, body,
+				 "Idempotency-Key: two words", NULL),
+			    400, "bad_request");
+}
+
+START_TEST(test_member_key_and_invitation_creates_honour_idempotency_keys)
+{
+	char ta[37], tb[37], body[256], other[256], name[40], sql[256];
+	char *tok_a, *tok_b;
+	struct cm_test_resp r;
+
+	tok_a = tenant_with_owner(ta, NULL);
+	tok_b = tenant_with_owner(tb, NULL);
+	once_only("/api/tenant/api-keys", tok_a,
+		  "{\"name\":\"ci\",\"scopes\":[\"crm:read\"]}",
+		  "{\"name\":\"ci2\",\"scopes\":[\"crm:read\"]}", "id", "key");
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM brain.api_keys WHERE tenant_id = '%s'",
+		 ta);
+	ck_assert_int_eq(cm_test_psql_count(sql, NULL), 1);
+	cm_test_fresh_name(name, sizeof(name), "inv");
+	snprintf(body, sizeof(body),
+		 "{\"email\":\"%s@example.test\",\"role\":\"user\"}", name);
+	snprintf(other, sizeof(other),
+		 "{\"email\":\"%s@example.test\",\"role\":\"manager\"}", name);
+	once_only("/api/tenant/invitations", tok_a, body, other, "id", "token");
+	cm_test_fresh_name(name, sizeof(name), "mem");
+	snprintf(body, sizeof(body),
+		 "{\"email\":\"%s@example.test\",\"password\":\"%s\","
+		 "\"role\":\"user\"}",
+		 name, PW);
+	snprintf(other, sizeof(other),
+		 "{\"email\":\"%s@example.test\",\"password\":\"%s\","
+		 "\"role\":\"manager\"}",
+		 name, PW);
+	once_only("/api/tenant/members", tok_a, body, other, "user_id", NULL);
+	/* the same key in another tenant is another key */
+	r = call("POST", "/api/tenant/api-keys", tok_b,
+		 "{\"name\":\"ci\",\"scopes\":[\"crm:read\"]}",
+		 "Idempotency-Key: shared-key-1", NULL);
+	cm_test_expect(&r, 201, NULL);
+	ck_assert(strlen(jstr(r.json, "key")) > 10);
+	cm_test_resp_release(&r);
+	r = call("POST", "/api/tenant/api-keys", tok_a,
+		 "{\"name\":\"ci\",\"scopes\":[\"crm:read\"]}",
+		 "Idempotency-Key: shared-key-1", NULL);
+	cm_test_expect(&r, 201, NULL);
+	ck_assert(strlen(jstr(r.json, "key")) > 10);
+	ck_assert_ptr_null(cm_test_resp_header(&r, "Idempotent-Replayed"));
+	cm_test_resp_release(&r);
+	free(tok_a);
+	free(tok_b);
+}
+END_TEST
+
 /* ---- purge ---- */
 
 /* GET /api/admin/tenants/:id until want or 10 s pass; the last status. */
@@ -878,6 +972,9 @@ make_suite(void)
 	tcase_add_test(
 		tc,
 		test_a_deleted_tenant_is_purged_after_its_grace_and_only_then);
+	tcase_add_test(
+		tc,
+		test_member_key_and_invitation_creates_honour_idempotency_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -679,7 +679,12 @@ START_TEST(test_a_create_with_an_idempotency_key_is_answered_once)
 	cm_test_resp_release(&r);
 	r = call_as(USER1, "[\"owner\"]", t, "POST", "/api/crm/leads",
 		    "{\"name\":\"Other\"}", "Idempotency-Key: abc-1");
-	ck_assert_int_eq(r.status, 409);
+	ck_assert_int_eq(r.status, 422);
+	ck_assert_str_eq(cm_test_resp_error_code(&r), "idempotency_key_reused");
+	cm_test_resp_release(&r);
+	r = call_as(USER1, "[\"owner\"]", t, "POST", "/api/crm/leads",
+		    "{\"name\":\"Once\"}", "Idempotency-Key: bad key");
+	ck_assert_int_eq(r.status, 400);
 	cm_test_resp_release(&r);
 	r = expect(200, t, "GET", "/api/crm/leads", NULL);
 	ck_assert_int_eq(items(&r), 1);

@@ -1,5 +1,6 @@
 /* test_db.c - common/db.h against the test PostgreSQL. */
 #include "common/db.h"
+#include "common/idem.h"
 #include "common/mem.h"
 
 #include <arpa/inet.h>
@@ -7,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1040,6 +1042,187 @@ START_TEST(test_migrate_refuses_big_files_and_own_commits)
 }
 END_TEST
 
+/* ---- common/idem.h ---- */
+
+/* The idempotency table of common/idem.h in the test schema. */
+static void
+idem_table(char table[96])
+{
+	char sql[1024];
+
+	snprintf(table, 96, "%s.idem", g_schema);
+	snprintf(sql, sizeof(sql),
+		 "SET ROLE %s;"
+		 "CREATE TABLE IF NOT EXISTS %s (tenant_id uuid NOT NULL,"
+		 " key text NOT NULL, scope text NOT NULL,"
+		 " request_hash text NOT NULL, status integer NOT NULL,"
+		 " response text NOT NULL, created_at timestamptz NOT NULL"
+		 " DEFAULT now(), PRIMARY KEY (tenant_id, key));"
+		 "ALTER TABLE %s ENABLE ROW LEVEL SECURITY;"
+		 "ALTER TABLE %s FORCE ROW LEVEL SECURITY;"
+		 "DROP POLICY IF EXISTS tenant ON %s;"
+		 "CREATE POLICY tenant ON %s USING (tenant_id = NULLIF("
+		 "current_setting('app.tenant_id', true), '')::uuid);",
+		 g_role, table, table, table, table, table);
+	ck_assert_int_eq(cm_test_psql(sql), 0);
+}
+
+/* One create under an Idempotency-Key, as a service writes it. */
+struct idem_create {
+	const char *table;
+	const char *tenant;
+	struct cm_idem im;
+	const char *v; /* what this create inserts */
+	int hold_ms;   /* sleep inside the transaction after the store */
+	int status;    /* the answer */
+	char answer[64];
+	bool replayed;
+	int runs;
+};
+
+static int
+idem_create_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct idem_create *c = arg;
+	const char *p[2] = { c->tenant, c->v };
+	char sql[256], hold[32];
+	cJSON *body = NULL;
+	int rc;
+
+	c->runs++;
+	c->replayed = false;
+	rc = cm_idem_lookup(conn, c->table, &c->im, &c->status, &body, errbuf);
+	if (rc == 0) {
+		c->replayed = true;
+		cm_strlcpy(c->answer,
+			   cJSON_GetStringValue(cJSON_GetObjectItem(body, "v")),
+			   sizeof(c->answer));
+		cJSON_Delete(body);
+		return 0;
+	}
+	if (rc != CM_ENOENT)
+		return rc;
+	snprintf(sql, sizeof(sql), "INSERT INTO %s.t VALUES ($1, $2)",
+		 g_schema);
+	if ((rc = cm_db_query(conn, sql, 2, p, NULL, errbuf)) < 0)
+		return rc;
+	body = cJSON_CreateObject();
+	cJSON_AddStringToObject(body, "v", c->v);
+	rc = cm_idem_store(conn, c->table, &c->im, 201, body, errbuf);
+	cJSON_Delete(body);
+	c->status = 201;
+	cm_strlcpy(c->answer, c->v, sizeof(c->answer));
+	if (rc == 0 && c->hold_ms) {
+		snprintf(hold, sizeof(hold), "SELECT pg_sleep(%g)",
+			 c->hold_ms / 1000.0);
+		rc = cm_db_query(conn, hold, 0, NULL, NULL, errbuf);
+	}
+	return rc;
+}
+
+/* The create, once more when a concurrent one with the key won. */
+static int
+idem_create(struct idem_create *c)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	int rc, attempt;
+
+	for (attempt = 0; attempt < 2; attempt++) {
+		rc = cm_db_tx_tenant(c->tenant, idem_create_work, c, errbuf);
+		if (!cm_idem_raced(&c->im, rc, errbuf))
+			break;
+	}
+	return rc;
+}
+
+static void *
+idem_create_thread(void *arg)
+{
+	return (void *)(intptr_t)idem_create(arg); /* exit closes its conn */
+}
+
+static void
+idem_init(struct idem_create *c, const char *table, const char *tenant,
+	  const char *key, const char *hash, const char *v)
+{
+	memset(c, 0, sizeof(*c));
+	c->table = table;
+	c->tenant = tenant;
+	c->im.key = key;
+	cm_strlcpy(c->im.hash, hash, sizeof(c->im.hash));
+	cm_strlcpy(c->im.scope, "POST /api/x", sizeof(c->im.scope));
+	c->v = v;
+}
+
+START_TEST(test_idem_answers_once_and_replays_a_racing_create)
+{
+	char table[96], tenant[37], other[37];
+	struct idem_create a, b, c;
+	pthread_t ta, tb;
+	void *ra, *rb;
+
+	idem_table(table);
+	ck_assert_int_eq(cm_uuid_v4(tenant), 0);
+	ck_assert_int_eq(cm_uuid_v4(other), 0);
+	/* b starts while a holds its uncommitted record: b's store waits
+	   on the key, fails when a commits, and b's second run replays a */
+	idem_init(&a, table, tenant, "k-1", "h1", "first");
+	idem_init(&b, table, tenant, "k-1", "h1", "second");
+	a.hold_ms = 400;
+	ck_assert_int_eq(pthread_create(&ta, NULL, idem_create_thread, &a), 0);
+	usleep(100 * 1000);
+	ck_assert_int_eq(pthread_create(&tb, NULL, idem_create_thread, &b), 0);
+	pthread_join(ta, &ra);
+	pthread_join(tb, &rb);
+	ck_assert_int_eq((int)(intptr_t)ra, 0);
+	ck_assert_int_eq((int)(intptr_t)rb, 0);
+	ck_assert(!a.replayed);
+	ck_assert(b.replayed);
+	ck_assert_int_eq(b.runs, 2);
+	ck_assert_int_eq(b.status, 201);
+	ck_assert_str_eq(b.answer, "first");
+	ck_assert_int_eq(su_count_tenant(tenant), 1);
+	/* the key with another request: refused, nothing created */
+	idem_init(&c, table, tenant, "k-1", "h2", "third");
+	ck_assert_int_eq(idem_create(&c), CM_EEXIST);
+	ck_assert_int_eq(su_count_tenant(tenant), 1);
+	/* the same key is another tenant's own */
+	idem_init(&c, table, other, "k-1", "h1", "theirs");
+	ck_assert_int_eq(idem_create(&c), 0);
+	ck_assert(!c.replayed);
+	ck_assert_int_eq(su_count_tenant(other), 1);
+}
+END_TEST
+
+START_TEST(test_idem_record_expires_after_a_day_and_is_replaced)
+{
+	char table[96], tenant[37], sql[256];
+	struct idem_create c;
+
+	idem_table(table);
+	ck_assert_int_eq(cm_uuid_v4(tenant), 0);
+	idem_init(&c, table, tenant, "k-2", "h1", "old");
+	ck_assert_int_eq(idem_create(&c), 0);
+	snprintf(sql, sizeof(sql),
+		 "UPDATE %s SET created_at = now() - interval '25 hours'"
+		 " WHERE tenant_id = '%s'",
+		 table, tenant);
+	ck_assert_int_eq(cm_test_psql(sql), 0);
+	/* an expired record is no answer, even to another request */
+	idem_init(&c, table, tenant, "k-2", "h2", "new");
+	ck_assert_int_eq(idem_create(&c), 0);
+	ck_assert(!c.replayed);
+	idem_init(&c, table, tenant, "k-2", "h2", "again");
+	ck_assert_int_eq(idem_create(&c), 0);
+	ck_assert(c.replayed);
+	ck_assert_str_eq(c.answer, "new");
+	ck_assert_int_eq(su_count_tenant(tenant), 2);
+	/* a table name that is not schema.table is refused before any SQL */
+	idem_init(&c, "idem; DROP TABLE x", tenant, "k-3", "h1", "bad");
+	ck_assert_int_eq(idem_create(&c), CM_EINVAL);
+}
+END_TEST
+
 static Suite *
 make_suite(void)
 {
@@ -1066,6 +1249,9 @@ make_suite(void)
 	tcase_add_test(tc,
 		       test_statement_error_ignored_by_work_fails_the_commit);
 	tcase_add_test(tc, test_nested_tx_is_refused);
+	tcase_add_test(tc, test_idem_answers_once_and_replays_a_racing_create);
+	tcase_add_test(tc,
+		       test_idem_record_expires_after_a_day_and_is_replaced);
 	tcase_add_test(tc, test_query_reconnects_after_backend_is_terminated);
 	tcase_add_test(
 		tc, test_terminated_backend_inside_tx_fails_then_next_tx_works);

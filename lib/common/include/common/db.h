@@ -86,6 +86,10 @@ void cm_db_shutdown(void);
 /* cm_db_conn - this thread's live connection (connecting or repairing it
    as needed), or NULL with errbuf. */
 PGconn *cm_db_conn(char errbuf[CM_ERRBUF_LEN]);
+/* cm_db_table_ok - whether t is "schema.table" of [a-z0-9_] (each part 1
+   to 63 bytes): a name safe to put into SQL text. */
+bool cm_db_table_ok(const char *t);
+
 /* cm_db_query - PQexecParams in text mode; 0 with *out (caller PQclears;
    out may be NULL), or a CM_E* code mapped from the SQLSTATE (above). */
 int cm_db_query(PGconn *conn, const char *sql, int nparams,
