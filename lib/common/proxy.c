@@ -6,6 +6,13 @@
  * through px->timer, so that evhttp is never re-entered from inside one of
  * its own callbacks. The final call on the deferred request and the
  * return of the connection to the pool happen once, in px_finish.
+ *
+ * A kept-alive upstream connection may be closed by the upstream just as
+ * a request goes out on it: the request then fails before any answer
+ * (EOF or a write error). Such a request is sent once more, on a new
+ * connection, when its method is safe to repeat (GET, HEAD, OPTIONS, PUT,
+ * DELETE: RFC 9110's idempotent ones); any other method answers 502, as
+ * the upstream may have acted on it. The retry keeps the first deadline.
  */
 #include "common/proxy.h"
 #include "http_internal.h"
@@ -61,7 +68,8 @@ enum px_abort {
 	PX_SLOW,
 	PX_STOP,
 	PX_TOO_LARGE,
-	PX_BAD_STATUS
+	PX_BAD_STATUS,
+	PX_RETRY /* not an end: the request goes out again (px_retry) */
 };
 
 struct px {
@@ -78,7 +86,14 @@ struct px {
 	bool head_seen;
 	bool streaming;
 	bool finished;
+	bool reused;  /* the connection came from the pool */
+	bool retried; /* sent a second time already */
 	int status;
+	int64_t deadline_ms;	  /* cm_now_ms() when it times out */
+	enum evhttp_cmd_type cmd; /* for a retry: */
+	char *path;		  /* NULL: not retryable */
+	char *headers;		  /* "name\0value\0"... as first sent */
+	size_t headers_len;
 	char ctype[128];
 };
 
@@ -118,11 +133,12 @@ pool_entry(const struct cm_proxy_upstream *up)
 }
 
 static struct evhttp_connection *
-pool_take(struct pool_entry *pe, struct event_base *base)
+pool_take(struct pool_entry *pe, struct event_base *base, bool *reused)
 {
 	const struct cm_proxy_upstream *up = pe->up;
 	struct evhttp_connection *evcon;
 
+	*reused = pe->nidle > 0;
 	if (pe->nidle > 0)
 		return pe->idle[--pe->nidle];
 	evcon = evhttp_connection_base_new(base, NULL, up->host,
@@ -379,6 +395,8 @@ px_finish(struct px *px, int fail_status, const char *code, const char *what)
 			     data, len);
 	}
 	evbuffer_free(px->body);
+	free(px->path);
+	free(px->headers);
 	free(px);
 }
 
@@ -391,7 +409,93 @@ px_schedule_abort(struct px *px, enum px_abort why)
 	event_active(px->timer, EV_TIMEOUT, 1);
 }
 
-/* Every abort ends here, outside evhttp's callbacks. */
+static void px_done_cb(struct evhttp_request *ureq, void *arg);
+static int px_head_cb(struct evhttp_request *ureq, void *arg);
+static void px_chunk_cb(struct evhttp_request *ureq, void *arg);
+static void px_error_cb(enum evhttp_request_error err, void *arg);
+
+/* A new upstream request for px, with its callbacks; NULL on failure. */
+static struct evhttp_request *
+px_request_new(struct px *px)
+{
+	struct evhttp_request *ureq = evhttp_request_new(px_done_cb, px);
+
+	if (!ureq)
+		return NULL;
+	evhttp_request_set_header_cb(ureq, px_head_cb);
+	evhttp_request_set_chunked_cb(ureq, px_chunk_cb);
+	evhttp_request_set_error_cb(ureq, px_error_cb);
+	return ureq;
+}
+
+/* Keep what a retry sends again: the path and the headers as sent. */
+static void
+px_keep_for_retry(struct px *px, const char *path)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(px->ureq);
+	struct cm_buf b = CM_BUF_INIT(1024);
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, h, next)
+	{
+		cm_buf_add(&b, kv->key, strlen(kv->key) + 1);
+		cm_buf_add(&b, kv->value, strlen(kv->value) + 1);
+	}
+	px->headers = cm_buf_detach(&b, &px->headers_len);
+	px->path = cm_xstrdup(path);
+}
+
+/* Whether a failed request goes out once more (see the top). */
+static bool
+px_may_retry(const struct px *px)
+{
+	return px->path && px->reused && !px->retried && !px->head_seen &&
+	       !px->streaming && px->failed &&
+	       (px->uerr == EVREQ_HTTP_EOF ||
+		px->uerr == EVREQ_HTTP_BUFFER_ERROR);
+}
+
+/* Send the request again on px's connection, which evhttp reset after the
+   failure (so it connects anew); false when that cannot be done. */
+static bool
+px_retry(struct px *px)
+{
+	struct evkeyvalq *h;
+	const char *p, *v, *end, *body;
+	struct timeval tv;
+	int64_t left;
+	size_t len;
+
+	px->retried = true;
+	px->failed = false;
+	px->abort = PX_NONE;
+	if (!(px->ureq = px_request_new(px)))
+		return false;
+	h = evhttp_request_get_output_headers(px->ureq);
+	end = px->headers + px->headers_len;
+	for (p = px->headers; p < end; p = v + strlen(v) + 1) {
+		v = p + strlen(p) + 1;
+		evhttp_add_header(h, p, v);
+	}
+	cm_req_body(px->req, &body, &len);
+	if (len)
+		evbuffer_add(evhttp_request_get_output_buffer(px->ureq), body,
+			     len);
+	left = px->deadline_ms - cm_now_ms();
+	if (left < 1)
+		left = 1;
+	tv.tv_sec = (time_t)(left / 1000);
+	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+	evtimer_add(px->timer, &tv);
+	if (evhttp_make_request(px->evcon, px->ureq, px->cmd, px->path)) {
+		px->ureq = NULL; /* evhttp freed it */
+		return false;
+	}
+	count_error(px, "stale_connection_retried");
+	return true;
+}
+
+/* Every abort ends here, outside evhttp's callbacks; so does a retry. */
 static void
 px_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -400,6 +504,13 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (px->abort == PX_RETRY) {
+		if (px_retry(px))
+			return;
+		count_error(px, "unavailable");
+		px_finish(px, 502, "upstream_unavailable", "is unavailable");
+		return;
+	}
 	if (px->abort == PX_NONE)
 		px->abort = PX_TIMEOUT;
 	px->ureq = NULL;
@@ -531,6 +642,9 @@ px_done_cb(struct evhttp_request *ureq, void *arg)
 	if (!ureq || px->failed || !px->head_seen) {
 		if (px->streaming) {
 			px_finish(px, 0, NULL, NULL);
+		} else if (px_may_retry(px)) {
+			px->abort = PX_RETRY; /* px_timer_cb sends it again */
+			event_active(px->timer, EV_TIMEOUT, 1);
 		} else if (px->failed && px->uerr == EVREQ_HTTP_TIMEOUT) {
 			count_error(px, "timeout");
 			px_finish(px, 504, "upstream_timeout",
@@ -568,6 +682,15 @@ method_cmd(const char *m)
 	return EVHTTP_REQ_GET;
 }
 
+/* RFC 9110's idempotent methods (9.2.2). */
+static bool
+method_idempotent(enum evhttp_cmd_type cmd)
+{
+	return cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD ||
+	       cmd == EVHTTP_REQ_OPTIONS || cmd == EVHTTP_REQ_PUT ||
+	       cmd == EVHTTP_REQ_DELETE;
+}
+
 void
 cm_proxy_forward(struct cm_req *req0, const struct cm_proxy_upstream *up,
 		 const struct cm_proxy_request *pr)
@@ -592,8 +715,8 @@ cm_proxy_forward(struct cm_req *req0, const struct cm_proxy_upstream *up,
 	px->body = evbuffer_new();
 	px->timer = evtimer_new(base, px_timer_cb, px);
 	px->pe = pool_entry(up);
-	px->evcon = pool_take(px->pe, base);
-	px->ureq = px->evcon ? evhttp_request_new(px_done_cb, px) : NULL;
+	px->evcon = pool_take(px->pe, base, &px->reused);
+	px->ureq = px->evcon ? px_request_new(px) : NULL;
 	if (!px->body || !px->timer || !px->ureq) {
 		if (px->ureq)
 			evhttp_request_free(px->ureq);
@@ -604,21 +727,21 @@ cm_proxy_forward(struct cm_req *req0, const struct cm_proxy_upstream *up,
 		px_finish(px, 502, "upstream_unavailable", "is unavailable");
 		return;
 	}
-	evhttp_request_set_header_cb(px->ureq, px_head_cb);
-	evhttp_request_set_chunked_cb(px->ureq, px_chunk_cb);
-	evhttp_request_set_error_cb(px->ureq, px_error_cb);
 	cm_req_body(req, &body, &body_len);
 	copy_request_headers(cm_http_req_ev_(req), px->ureq, up, pr, body_len);
 	if (body_len)
 		evbuffer_add(evhttp_request_get_output_buffer(px->ureq), body,
 			     body_len);
+	px->cmd = method_cmd(cm_req_method(req));
+	if (px->reused && method_idempotent(px->cmd))
+		px_keep_for_retry(px, pr->path);
 	cm_req_on_close(req, px_close_cb, px);
 	ms = up->timeout_ms > 0 ? up->timeout_ms : DEFAULT_TIMEOUT_MS;
+	px->deadline_ms = cm_now_ms() + ms;
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(px->timer, &tv);
-	if (evhttp_make_request(px->evcon, px->ureq,
-				method_cmd(cm_req_method(req)), pr->path)) {
+	if (evhttp_make_request(px->evcon, px->ureq, px->cmd, pr->path)) {
 		/* evhttp freed the request */
 		px->ureq = NULL;
 		count_error(px, "unavailable");

@@ -35,6 +35,8 @@ static int echo_fd = -1, silent_fd = -1, echo_port, silent_port;
 static pid_t echo_pid; /* the echo server runs in its own process */
 /* set by the echo server (its own process; tests run in forked children) */
 static atomic_int *upstream_saw_close;
+/* /api/crm/flaky: requests the echo server dropped, POSTs it received */
+static atomic_int *upstream_dropped, *upstream_flaky_posts;
 
 /* ---- the echo upstream ------------------------------------------------ */
 
@@ -106,9 +108,23 @@ echo_conn(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	struct cm_buf req = CM_BUF_INIT(8192), resp = CM_BUF_INIT(8192);
+	bool served_flaky = false;
 
 	while (read_request(fd, &req)) {
 		const char *line = cm_buf_str(&req);
+
+		/* a kept-alive connection the upstream closes just as the
+		   next request arrives: the first flaky request of each
+		   connection is answered, a later one dropped unanswered */
+		if (strstr(line, " /api/crm/flaky ")) {
+			if (!strncmp(line, "POST ", 5))
+				atomic_fetch_add(upstream_flaky_posts, 1);
+			if (served_flaky) {
+				atomic_fetch_add(upstream_dropped, 1);
+				break;
+			}
+			served_flaky = true;
+		}
 
 		if (strstr(line, " /api/crm/stream-hold ")) {
 			answer_stream(fd, true);
@@ -229,6 +245,11 @@ setup(void)
 		mmap(NULL, sizeof(*upstream_saw_close), PROT_READ | PROT_WRITE,
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert(upstream_saw_close != MAP_FAILED);
+	upstream_dropped =
+		mmap(NULL, 2 * sizeof(*upstream_dropped),
+		     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert(upstream_dropped != MAP_FAILED);
+	upstream_flaky_posts = upstream_dropped + 1;
 	echo_fd = listener(&echo_port);
 	silent_fd = listener(&silent_port); /* never accepts */
 	/* its own process: forked tests must not inherit its threads */
@@ -444,6 +465,46 @@ START_TEST(test_upstream_down_or_silent_is_a_json_error_naming_it)
 				     "bz_gateway_upstream_errors_total{"
 				     "service=\"brain\",upstream=\"crm\","
 				     "kind=\"protocol\"}"));
+	cm_test_resp_release(&r);
+}
+END_TEST
+
+/* An upstream that closes a kept-alive connection as a request arrives on
+   it: a GET is sent again on a new connection and answered; a POST is not
+   (the upstream may have acted on it): 502, received once. */
+START_TEST(test_a_request_on_a_closed_kept_alive_connection_is_retried_if_safe)
+{
+	struct cm_test_resp r;
+	int i, bad = 0, posts_502 = 0, dropped;
+
+	atomic_store(upstream_dropped, 0);
+	atomic_store(upstream_flaky_posts, 0);
+	for (i = 0; i < 8; i++) {
+		r = gw("GET", tenant_a, "/api/crm/flaky", NULL, NULL);
+		if (r.status != 200)
+			bad++;
+		cm_test_resp_release(&r);
+	}
+	ck_assert_int_eq(bad, 0);
+	dropped = atomic_load(upstream_dropped);
+	ck_assert_int_ge(dropped, 1); /* the retries were needed */
+	for (i = 0; i < 8; i++) {
+		r = gw("POST", tenant_a, "/api/crm/flaky", "{}", NULL);
+		if (r.status == 502)
+			posts_502++;
+		else
+			ck_assert_int_eq(r.status, 200);
+		cm_test_resp_release(&r);
+	}
+	ck_assert_int_ge(posts_502, 1);
+	ck_assert_int_eq(atomic_load(upstream_dropped) - dropped, posts_502);
+	ck_assert_int_eq(atomic_load(upstream_flaky_posts), 8);
+	ck_assert_int_eq(
+		cm_test_http("GET", brain.port, "/metrics", NULL, NULL, &r), 0);
+	ck_assert_ptr_nonnull(strstr(r.body,
+				     "bz_gateway_upstream_errors_total{"
+				     "service=\"brain\",upstream=\"crm\","
+				     "kind=\"stale_connection_retried\"}"));
 	cm_test_resp_release(&r);
 }
 END_TEST
@@ -669,6 +730,9 @@ suite(void)
 	tcase_add_test(tc,
 		       test_upstream_down_or_silent_is_a_json_error_naming_it);
 	tcase_add_test(tc, test_event_streams_pass_through_unbuffered);
+	tcase_add_test(
+		tc,
+		test_a_request_on_a_closed_kept_alive_connection_is_retried_if_safe);
 	tcase_add_test(tc, test_disabled_service_and_plan_rate_limit);
 	tcase_add_test(tc, test_api_keys_reach_only_their_scopes);
 	tcase_add_test(tc, test_real_upstream_keeps_tenants_apart);

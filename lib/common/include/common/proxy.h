@@ -24,6 +24,10 @@
  *     upstream_response_too_large. Each is counted in
  *     bz_gateway_upstream_errors_total{upstream,kind}; every forwarded
  *     request in bz_gateway_requests_total{upstream,status}.
+ *   - a request that fails before any answer (EOF, write error) on a
+ *     pooled connection is sent once more, on a new connection and within
+ *     the same timeout, when its method is idempotent (GET, HEAD, OPTIONS,
+ *     PUT, DELETE); POST and PATCH are never repeated.
  *   - the client going away cancels the upstream request; a stream whose
  *     client reads too slowly (over 4 MiB queued) is ended; a server stop
  *     ends streams.
