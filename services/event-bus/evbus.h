@@ -268,6 +268,11 @@ int bus_wh_list(const char *tenant, const char *cursor, int limit, cJSON **out,
 int bus_wh_update(const char *tenant, const char *id, int64_t version,
 		  const struct bus_webhook_input *in, cJSON **out,
 		  char errbuf[CM_ERRBUF_LEN]);
+/* bus_wh_rotate - a fresh secret (in *out once, as "secret"); the old one
+   keeps signing too for grace_s seconds (0: not at all). version 0: any;
+   CM_ENOENT, CM_ESTALE. */
+int bus_wh_rotate(const char *tenant, const char *id, int64_t version,
+		  int64_t grace_s, cJSON **out, char errbuf[CM_ERRBUF_LEN]);
 /* bus_wh_delete - version 0: any. */
 int bus_wh_delete(const char *tenant, const char *id, int64_t version,
 		  char errbuf[CM_ERRBUF_LEN]);
@@ -285,7 +290,8 @@ int bus_wh_delivery_retry(const char *tenant, const char *id,
 struct bus_wh_job {
 	char id[37], tenant_id[37], webhook_id[37];
 	char *url, *secret, *payload;
-	int attempt; /* this attempt, 1.. */
+	char *previous_secret; /* a rotated-out one still in its grace */
+	int attempt;	       /* this attempt, 1.. */
 };
 void bus_wh_job_release(struct bus_wh_job *j);
 /* The outcome of one attempt. */
@@ -338,6 +344,7 @@ void bus_handle_wh_list(struct cm_req *req, void *arg);
 void bus_handle_wh_create(struct cm_req *req, void *arg);
 void bus_handle_wh_get(struct cm_req *req, void *arg);
 void bus_handle_wh_update(struct cm_req *req, void *arg);
+void bus_handle_wh_rotate(struct cm_req *req, void *arg);
 void bus_handle_wh_delete(struct cm_req *req, void *arg);
 void bus_handle_wh_deliveries(struct cm_req *req, void *arg);
 void bus_handle_wh_delivery_retry(struct cm_req *req, void *arg);

@@ -29,6 +29,9 @@
 
 #include "common/banned.h"
 
+#define ROTATE_GRACE_HOURS 24	   /* the old secret's default grace */
+#define ROTATE_GRACE_MAX_HOURS 168 /* a week */
+
 #define LIST_DEFAULT 50
 #define LIST_MAX 200
 #define DESCRIPTION_MAX 500
@@ -393,6 +396,52 @@ bus_handle_wh_delete(struct cm_req *req, void *arg)
 	status = rc < 0 ? store_fail(req, rc, "webhook", errbuf) : 204;
 out:
 	cm_req_reply_json(req, status, NULL);
+}
+
+/* POST /api/events/webhooks/:id/rotate-secret - a new secret, in this
+   answer only; the old one keeps signing too (a second signature) for
+   grace_hours (body, optional: 0..168, default 24). If-Match optional
+   (412 when stale). */
+void
+bus_handle_wh_rotate(struct cm_req *req, void *arg)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	cJSON *body = NULL, *out = NULL;
+	int64_t version = 0, hours = ROTATE_GRACE_HOURS;
+	const char *data;
+	size_t len;
+	int status, rc;
+
+	(void)arg;
+	if ((status = allowed(req, true)) != 0)
+		goto out;
+	rc = cm_req_if_match(req, &version);
+	if (rc == CM_EINVAL) {
+		status = cm_req_fail(req, 412, "precondition_failed",
+				     "If-Match is not a webhook ETag");
+		goto out;
+	}
+	cm_req_body(req, &data, &len);
+	if (len && (status = cm_req_json(req, &body)) != 0)
+		goto out;
+	if (body && (!cJSON_IsObject(body) ||
+		     cm_json_get_i64(body, NULL, "grace_hours", false, 0,
+				     ROTATE_GRACE_MAX_HOURS, &hours,
+				     errbuf) == CM_EINVAL)) {
+		status = cm_req_fail(req, 400, "validation_failed", "%s",
+				     errbuf[0] ? errbuf
+					       : "the body must be an object");
+		goto out;
+	}
+	rc = bus_wh_rotate(cm_req_tenant_id(req), cm_req_param(req, "id"),
+			   version, hours * 3600, &out, errbuf);
+	status = rc < 0 ? store_fail(req, rc, "webhook", errbuf) : 200;
+	if (status == 200)
+		set_etag(req, out);
+out:
+	cm_req_reply_json(req, status, status == 200 ? out : NULL);
+	cJSON_Delete(out);
+	cJSON_Delete(body);
 }
 
 /* GET /api/events/webhooks/:id/deliveries - newest first, each with its

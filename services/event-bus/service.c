@@ -104,6 +104,8 @@ static const struct cm_route bus_routes[] = {
 	{ "GET", "/api/events/webhooks/:id", bus_handle_wh_get, 0 },
 	{ "PATCH", "/api/events/webhooks/:id", bus_handle_wh_update, 0 },
 	{ "DELETE", "/api/events/webhooks/:id", bus_handle_wh_delete, 0 },
+	{ "POST", "/api/events/webhooks/:id/rotate-secret",
+	  bus_handle_wh_rotate, 0 },
 	{ "GET", "/api/events/webhooks/:id/deliveries",
 	  bus_handle_wh_deliveries, 0 },
 	{ "POST", "/api/events/webhooks/:id/deliveries/:delivery_id/retry",

@@ -435,6 +435,47 @@ bus_wh_update(const char *tenant, const char *id, int64_t version,
 }
 
 int
+bus_wh_rotate(const char *tenant, const char *id, int64_t version,
+	      int64_t grace_s, cJSON **out, char errbuf[CM_ERRBUF_LEN])
+{
+	char ver[24], grace[24], secret[BUS_WH_SECRET_LEN] = "";
+	struct one o = {
+		"UPDATE event_bus.webhooks w SET previous_secret = CASE WHEN "
+		"$4::bigint > 0 THEN w.secret END, previous_secret_until = "
+		"CASE WHEN $4::bigint > 0 THEN clock_timestamp() + "
+		"make_interval(secs => $4::bigint) END, secret = $3, "
+		"version = w.version + 1, updated_at = clock_timestamp() "
+		"WHERE w.id = $1 AND ($2::bigint = 0 OR w.version = "
+		"$2::bigint) RETURNING event_bus.webhook_json(w)::text",
+		4,
+		{ id, ver, secret, grace },
+		NULL
+	};
+	cJSON *cur = NULL;
+	int rc;
+
+	*out = NULL;
+	if (bus_webhook_secret_new(secret) < 0) {
+		cm_errf(errbuf, "no randomness for a secret");
+		return CM_EIO;
+	}
+	snprintf(ver, sizeof(ver), "%lld", (long long)version);
+	snprintf(grace, sizeof(grace), "%lld", (long long)grace_s);
+	if ((rc = bus_wh_get(tenant, id, &cur, errbuf)) == 0) {
+		rc = run_one(tenant, &o, out, errbuf);
+		if (rc == CM_ENOENT) { /* it exists: the version moved on */
+			cm_errf(errbuf, "the webhook changed since that ETag");
+			rc = CM_ESTALE;
+		}
+	}
+	if (rc == 0)
+		cJSON_AddStringToObject(*out, "secret", secret);
+	cm_memzero(secret, sizeof(secret));
+	cJSON_Delete(cur);
+	return rc;
+}
+
+int
 bus_wh_delete(const char *tenant, const char *id, int64_t version,
 	      char errbuf[CM_ERRBUF_LEN])
 {
@@ -534,6 +575,9 @@ bus_wh_job_release(struct bus_wh_job *j)
 	if (j->secret)
 		cm_memzero(j->secret, strlen(j->secret));
 	free(j->secret);
+	if (j->previous_secret)
+		cm_memzero(j->previous_secret, strlen(j->previous_secret));
+	free(j->previous_secret);
 	free(j->payload);
 	memset(j, 0, sizeof(*j));
 }
@@ -572,7 +616,9 @@ claim_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 			"clock_timestamp() AND w2.active ORDER BY "
 			"d2.next_attempt_at LIMIT 1 FOR UPDATE OF d2 SKIP "
 			"LOCKED) RETURNING d.id, d.tenant_id, d.webhook_id, "
-			"d.attempts, w.url, w.secret, d.payload",
+			"d.attempts, w.url, w.secret, d.payload, CASE WHEN "
+			"w.previous_secret_until > clock_timestamp() THEN "
+			"w.previous_secret END",
 			1, p, &res, errbuf);
 	if (rc == 0 && PQntuples(res) == 0) {
 		rc = CM_ENOENT;
@@ -585,6 +631,9 @@ claim_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 		c->job->url = cm_xstrdup(PQgetvalue(res, 0, 4));
 		c->job->secret = cm_xstrdup(PQgetvalue(res, 0, 5));
 		c->job->payload = cm_xstrdup(PQgetvalue(res, 0, 6));
+		if (!PQgetisnull(res, 0, 7))
+			c->job->previous_secret =
+				cm_xstrdup(PQgetvalue(res, 0, 7));
 	}
 	PQclear(res);
 	return rc;

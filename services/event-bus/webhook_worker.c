@@ -176,7 +176,8 @@ bus_webhook_deliver(const struct bus_wh_job *job, int timeout_ms,
 {
 	struct cm_fetch_response resp = { 0 };
 	struct cm_fetch_opts opts = { 0 };
-	char sig[BUS_WH_SIG_LEN], h_id[64], h_ts[48], h_sig[96];
+	char sig[BUS_WH_SIG_LEN], old[BUS_WH_SIG_LEN];
+	char h_id[64], h_ts[48], h_sig[32 + 2 * BUS_WH_SIG_LEN];
 	const char *headers[4] = { h_id, h_ts, h_sig, NULL };
 	size_t len = strlen(job->payload);
 	int64_t ts = cm_now_s(), t0 = cm_now_ms();
@@ -191,9 +192,15 @@ bus_webhook_deliver(const struct bus_wh_job *job, int timeout_ms,
 		r->permanent = true;
 		return;
 	}
+	/* during a rotation's grace: a signature under each secret */
+	if (!job->previous_secret ||
+	    bus_webhook_sign(job->previous_secret, job->id, ts, job->payload,
+			     len, old) < 0)
+		old[0] = '\0';
 	snprintf(h_id, sizeof(h_id), "webhook-id: %s", job->id);
 	snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts);
-	snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+	snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s%s%s", sig,
+		 old[0] ? " " : "", old);
 	opts.user_url = true;
 	opts.allow_cidrs = allow_cidrs;
 	opts.headers = headers;

@@ -432,6 +432,89 @@ START_TEST(test_a_delivery_is_signed_so_the_receiver_can_verify_it)
 }
 END_TEST
 
+/* Whether one of the space-separated signatures of h is secret's. */
+static bool
+signed_by(const struct hit *h, const char *secret)
+{
+	char expect[64], sigs[128], *tok, *save = NULL;
+
+	receiver_sign(h, secret, expect);
+	cm_strlcpy(sigs, h->sig, sizeof(sigs));
+	for (tok = strtok_r(sigs, " ", &save); tok;
+	     tok = strtok_r(NULL, " ", &save))
+		if (!strcmp(tok, expect))
+			return true;
+	return false;
+}
+
+START_TEST(test_a_rotated_secret_signs_beside_the_old_one_during_its_grace)
+{
+	char hook[37], old_secret[64], new_secret[64], url[64], eid[37];
+	char path[160], sql[256];
+	struct cm_test_resp r;
+
+	receiver_start(0);
+	receiver_url(url);
+	create_hook(tenant_a, url, "[\"lead.*\"]", hook, old_secret);
+	snprintf(path, sizeof(path), "/api/events/webhooks/%s/rotate-secret",
+		 hook);
+	/* bad input, and another tenant's hook, change nothing */
+	r = call("POST", tenant_a, path, NULL, "{\"grace_hours\":169}");
+	ck_assert_int_eq(r.status, 400);
+	cm_test_resp_release(&r);
+	r = call("POST", tenant_b, path, NULL, NULL);
+	ck_assert_int_eq(r.status, 404);
+	cm_test_resp_release(&r);
+	r = call("POST", tenant_a, path, "If-Match: \"99\"", NULL);
+	ck_assert_int_eq(r.status, 412);
+	cm_test_resp_release(&r);
+	r = call("POST", tenant_a, path, NULL, "{\"grace_hours\":1}");
+	ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+	cm_strlcpy(new_secret, str_of(r.json, "secret"), sizeof(new_secret));
+	ck_assert_str_ne(new_secret, old_secret);
+	ck_assert_int_eq(strncmp(new_secret, "whsec_", 6), 0);
+	ck_assert(str_of(r.json, "previous_secret_until")[0]);
+	ck_assert_ptr_nonnull(cm_test_resp_header(&r, "ETag"));
+	cm_test_resp_release(&r);
+	/* the secret is shown once: never by a read */
+	snprintf(sql, sizeof(sql), "/api/events/webhooks/%s", hook);
+	r = call("GET", tenant_a, sql, NULL, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_null(strstr(r.body, "whsec_"));
+	cm_test_resp_release(&r);
+	/* during the grace: one signature under each secret */
+	publish_lead(tenant_a, eid);
+	receiver_wait(1);
+	ck_assert_ptr_nonnull(strchr(rcv.hits[0].sig, ' '));
+	ck_assert(signed_by(&rcv.hits[0], new_secret));
+	ck_assert(signed_by(&rcv.hits[0], old_secret));
+	/* after it: the new secret's alone */
+	snprintf(sql, sizeof(sql),
+		 "UPDATE event_bus.webhooks SET previous_secret_until ="
+		 " now() - interval '1 second' WHERE id = '%s'",
+		 hook);
+	ck_assert_int_eq(cm_test_psql(sql), 0);
+	publish_lead(tenant_a, eid);
+	receiver_wait(2);
+	ck_assert_ptr_null(strchr(rcv.hits[1].sig, ' '));
+	ck_assert(signed_by(&rcv.hits[1], new_secret));
+	ck_assert(!signed_by(&rcv.hits[1], old_secret));
+	/* grace 0: the old secret is dropped at once */
+	r = call("POST", tenant_a, path, NULL, "{\"grace_hours\":0}");
+	ck_assert_int_eq(r.status, 200);
+	cm_strlcpy(old_secret, new_secret, sizeof(old_secret));
+	cm_strlcpy(new_secret, str_of(r.json, "secret"), sizeof(new_secret));
+	ck_assert_ptr_null(cJSON_GetStringValue(
+		cJSON_GetObjectItem(r.json, "previous_secret_until")));
+	cm_test_resp_release(&r);
+	publish_lead(tenant_a, eid);
+	receiver_wait(3);
+	ck_assert(signed_by(&rcv.hits[2], new_secret));
+	ck_assert(!signed_by(&rcv.hits[2], old_secret));
+	receiver_stop();
+}
+END_TEST
+
 START_TEST(test_a_500_is_retried_with_backoff_until_it_succeeds)
 {
 	char hook[37], secret[64], url[64], eid[37];
@@ -845,6 +928,9 @@ make_suite(void)
 		lo,
 		test_a_delivery_that_keeps_failing_is_dead_and_flags_the_hook);
 	tcase_add_test(lo, test_a_pending_retry_survives_a_restart);
+	tcase_add_test(
+		lo,
+		test_a_rotated_secret_signs_beside_the_old_one_during_its_grace);
 	tcase_add_test(lo, test_crud_with_idempotency_key_and_if_match);
 	tcase_add_test(lo, test_the_list_pages_with_a_cursor);
 	tcase_add_test(
