@@ -307,9 +307,13 @@ struct bus_wh_result {
    how many were new. */
 int bus_wh_fanout(PGconn *conn, const struct cm_bus_event *ev, int *n,
 		  char errbuf[CM_ERRBUF_LEN]);
-/* bus_wh_claim - the most overdue pending delivery of any tenant (active
-   subscription), leased for lease_ms; CM_ENOENT when none is due. */
-int bus_wh_claim(int lease_ms, struct bus_wh_job *job,
+/* bus_wh_claim - a due pending delivery (active subscription), leased
+   for lease_ms: the most overdue one of the first tenant after `after`
+   (uuid order, wrapping; NULL or "": from the start) that has one due, so
+   the delivery threads take tenants in turn and a tenant's flood does
+   not hold back the others; else the most overdue of any tenant.
+   CM_ENOENT when none is due. */
+int bus_wh_claim(int lease_ms, const char *after, struct bus_wh_job *job,
 		 char errbuf[CM_ERRBUF_LEN]);
 /* bus_wh_record - the attempt's outcome: succeeded, due again after the
    schedule's backoff (+ jitter), or dead (the subscription flagged);

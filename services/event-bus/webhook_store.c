@@ -17,6 +17,8 @@
 
 #include "common/banned.h"
 
+#define NIL_UUID "00000000-0000-0000-0000-000000000000"
+
 /* The patterns as a JSON array of LIKE patterns (text, malloc'd). */
 static char *
 likes_of(const cJSON *types)
@@ -584,15 +586,44 @@ bus_wh_job_release(struct bus_wh_job *j)
 
 struct claim {
 	int lease_ms;
+	const char *after; /* the round-robin's last tenant ("" : none) */
 	struct bus_wh_job *job;
 };
+
+/* The claim: UPDATE ... d.id = (the chosen row) RETURNING the job; cond
+   narrows the choice. */
+#define CLAIM_SQL(cond)                                                       \
+	"UPDATE event_bus.webhook_deliveries d SET attempts = d.attempts + "  \
+	"1, next_attempt_at = clock_timestamp() + $1::int * interval '1 "     \
+	"millisecond' FROM event_bus.webhooks w WHERE w.id = d.webhook_id "   \
+	"AND d.id = (SELECT d2.id FROM event_bus.webhook_deliveries d2 "      \
+	"JOIN event_bus.webhooks w2 ON w2.id = d2.webhook_id WHERE "          \
+	"d2.status = 'pending' AND d2.next_attempt_at <= clock_timestamp() "  \
+	"AND w2.active " cond " ORDER BY d2.next_attempt_at LIMIT 1 FOR "     \
+	"UPDATE OF d2 SKIP LOCKED) RETURNING d.id, d.tenant_id, "             \
+	"d.webhook_id, d.attempts, w.url, w.secret, d.payload, CASE WHEN "    \
+	"w.previous_secret_until > clock_timestamp() THEN w.previous_secret " \
+	"END"
+
+/* Round-robin over tenants: the first tenant after $2 (in uuid order,
+   wrapping) with a due delivery, through webhook_deliveries_rr_idx. */
+#define CLAIM_NEXT_TENANT                                                    \
+	"AND d2.tenant_id = coalesce((SELECT d3.tenant_id FROM "             \
+	"event_bus.webhook_deliveries d3 WHERE d3.status = 'pending' AND "   \
+	"d3.next_attempt_at <= clock_timestamp() AND d3.tenant_id > "        \
+	"$2::uuid ORDER BY d3.tenant_id LIMIT 1), (SELECT d3.tenant_id "     \
+	"FROM event_bus.webhook_deliveries d3 WHERE d3.status = 'pending' "  \
+	"AND d3.next_attempt_at <= clock_timestamp() ORDER BY d3.tenant_id " \
+	"LIMIT 1))"
 
 static int
 claim_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 {
+	static const char fair[] = CLAIM_SQL(CLAIM_NEXT_TENANT);
+	static const char any[] = CLAIM_SQL("");
 	struct claim *c = arg;
 	char lease[16];
-	const char *p[1] = { lease };
+	const char *p[2] = { lease, c->after[0] ? c->after : NIL_UUID };
 	PGresult *res = NULL;
 	int64_t attempt = 0;
 	int rc;
@@ -601,25 +632,16 @@ claim_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 	rc = cm_db_query(conn,
 			 "SELECT set_config('app.bus_worker', 'on', true)", 0,
 			 NULL, NULL, errbuf);
+	/* the next tenant's most overdue delivery; when that tenant has
+	   none to give (a paused subscription, rows locked by another
+	   worker), the most overdue of any tenant, so nothing stalls */
 	if (rc == 0)
-		rc = cm_db_query(
-			conn,
-			"UPDATE event_bus.webhook_deliveries d SET attempts = "
-			"d.attempts + 1, next_attempt_at = clock_timestamp() + "
-			"$1::int * interval '1 millisecond' FROM "
-			"event_bus.webhooks w WHERE w.id = d.webhook_id AND "
-			"d.id = (SELECT d2.id FROM "
-			"event_bus.webhook_deliveries "
-			"d2 JOIN event_bus.webhooks w2 ON w2.id = "
-			"d2.webhook_id "
-			"WHERE d2.status = 'pending' AND d2.next_attempt_at <= "
-			"clock_timestamp() AND w2.active ORDER BY "
-			"d2.next_attempt_at LIMIT 1 FOR UPDATE OF d2 SKIP "
-			"LOCKED) RETURNING d.id, d.tenant_id, d.webhook_id, "
-			"d.attempts, w.url, w.secret, d.payload, CASE WHEN "
-			"w.previous_secret_until > clock_timestamp() THEN "
-			"w.previous_secret END",
-			1, p, &res, errbuf);
+		rc = cm_db_query(conn, fair, 2, p, &res, errbuf);
+	if (rc == 0 && PQntuples(res) == 0) {
+		PQclear(res);
+		res = NULL;
+		rc = cm_db_query(conn, any, 1, p, &res, errbuf);
+	}
 	if (rc == 0 && PQntuples(res) == 0) {
 		rc = CM_ENOENT;
 	} else if (rc == 0) {
@@ -640,9 +662,11 @@ claim_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 }
 
 int
-bus_wh_claim(int lease_ms, struct bus_wh_job *job, char errbuf[CM_ERRBUF_LEN])
+bus_wh_claim(int lease_ms, const char *after, struct bus_wh_job *job,
+	     char errbuf[CM_ERRBUF_LEN])
 {
-	struct claim c = { lease_ms, job };
+	struct claim c = { lease_ms, after && cm_is_uuid(after) ? after : "",
+			   job };
 	int rc;
 
 	memset(job, 0, sizeof(*job));

@@ -7,8 +7,11 @@
  *     inserted in the tenant's transaction before the entry is acked
  *     (at-least-once; (webhook_id, event_id) is unique, so a redelivered
  *     entry adds nothing);
- *   delivery: `workers` threads each claim the most overdue pending row
- *     (FOR UPDATE SKIP LOCKED, leased by pushing next_attempt_at past the
+ *   delivery: `workers` threads each claim a due pending row, tenants in
+ *     turn (the most overdue row of the next tenant in uuid order after
+ *     the last one served: a tenant's flood cannot hold back another's
+ *     deliveries by more than one turn per delivery thread) (FOR UPDATE
+ *     SKIP LOCKED, leased by pushing next_attempt_at past the
  *     attempt's timeout, attempts + 1), POST it signed, and record the
  *     outcome: succeeded, due again after the backoff, or dead (and the
  *     subscription flagged). A crash mid-attempt leaves the lease to
@@ -48,6 +51,7 @@ struct bus_webhooks {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	unsigned kicks;
+	char rr_tenant[37]; /* the tenant last claimed for (under mu) */
 };
 
 void
@@ -221,13 +225,22 @@ work_one(struct bus_webhooks *w)
 {
 	struct bus_wh_job job = { 0 };
 	struct bus_wh_result r;
-	char errbuf[CM_ERRBUF_LEN] = "", why[CM_ERRBUF_LEN] = "";
+	char errbuf[CM_ERRBUF_LEN] = "", why[CM_ERRBUF_LEN] = "", after[37];
 	bool dead = false;
 	int rc;
 
-	rc = bus_wh_claim(w->cfg.timeout_ms + LEASE_SLACK_MS, &job, errbuf);
+	pthread_mutex_lock(&w->mu);
+	cm_strlcpy(after, w->rr_tenant, sizeof(after));
+	pthread_mutex_unlock(&w->mu);
+	rc = bus_wh_claim(w->cfg.timeout_ms + LEASE_SLACK_MS, after, &job,
+			  errbuf);
 	if (rc == CM_ENOENT)
 		return rc;
+	if (rc == 0) { /* the next claim starts after this tenant */
+		pthread_mutex_lock(&w->mu);
+		cm_strlcpy(w->rr_tenant, job.tenant_id, sizeof(w->rr_tenant));
+		pthread_mutex_unlock(&w->mu);
+	}
 	if (rc < 0) {
 		cm_log_err("webhooks: claim: %s", errbuf);
 		return rc;

@@ -515,6 +515,47 @@ START_TEST(test_a_rotated_secret_signs_beside_the_old_one_during_its_grace)
 }
 END_TEST
 
+/* Fairness: tenant A has 2,000 deliveries overdue by a minute when tenant
+   B's one event comes in; the delivery threads take tenants in turn, so
+   B's is delivered while most of A's still wait (taking them strictly
+   by due time would deliver all of A's first). */
+START_TEST(test_a_tenants_flood_of_deliveries_does_not_hold_back_another)
+{
+	char hook_a[37], hook_b[37], secret[64], url[64], eid[37];
+	char sql[512];
+	struct cm_test_resp r;
+	long long left;
+
+	receiver_start(0);
+	receiver_url(url);
+	create_hook(tenant_a, url, "[\"lead.*\"]", hook_a, secret);
+	create_hook(tenant_b, url, "[\"lead.*\"]", hook_b, secret);
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO event_bus.webhook_deliveries (id, tenant_id,"
+		 " webhook_id, event_id, event_type, payload, next_attempt_at)"
+		 " SELECT gen_random_uuid(), '%s', '%s', gen_random_uuid(),"
+		 " 'lead.created', '{\"flood\":true}', now() -"
+		 " interval '1 minute' FROM generate_series(1, 2000)",
+		 tenant_a, hook_a);
+	ck_assert_int_eq(cm_test_psql(sql), 0);
+	receiver_wait(1); /* A's flood is being delivered */
+	publish_lead(tenant_b, eid);
+	r = delivery_until(tenant_b, hook_b, "succeeded");
+	cm_test_resp_release(&r);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM event_bus.webhook_deliveries WHERE"
+		 " webhook_id = '%s' AND status = 'pending'",
+		 hook_a);
+	left = cm_test_psql_count(sql, NULL);
+	ck_assert_msg(left >= 1000, "only %lld of A's 2000 still waited", left);
+	/* the rest of A's flood goes, so no later test hears it */
+	snprintf(sql, sizeof(sql),
+		 "DELETE FROM event_bus.webhooks WHERE id = '%s'", hook_a);
+	ck_assert_int_eq(cm_test_psql(sql), 0);
+	receiver_stop();
+}
+END_TEST
+
 START_TEST(test_a_500_is_retried_with_backoff_until_it_succeeds)
 {
 	char hook[37], secret[64], url[64], eid[37];
@@ -928,6 +969,9 @@ make_suite(void)
 		lo,
 		test_a_delivery_that_keeps_failing_is_dead_and_flags_the_hook);
 	tcase_add_test(lo, test_a_pending_retry_survives_a_restart);
+	tcase_add_test(
+		lo,
+		test_a_tenants_flood_of_deliveries_does_not_hold_back_another);
 	tcase_add_test(
 		lo,
 		test_a_rotated_secret_signs_beside_the_old_one_during_its_grace);
