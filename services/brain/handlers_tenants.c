@@ -9,7 +9,6 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "common/redis.h"
 #include "common/tenant.h"
 
 #include <stdio.h>
@@ -280,122 +279,57 @@ parse_input(struct cm_req *req, bool admin, cJSON **body,
 	return 0;
 }
 
-#define IDEM_TTL_S 86400
-#define IDEM_PREFIX "bz:brain:idem:"
-
-struct idem {
-	bool on;		       /* the request carries Idempotency-Key */
-	char key[96];		       /* Redis key: caller + header, hashed */
-	char digest[BRAIN_SHA256_HEX]; /* of the body */
-};
-
-/* Read Idempotency-Key (1..128 printable bytes); 0 or a recorded 400. */
-static int
-idem_prepare(struct cm_req *req, struct idem *im)
-{
-	const char *h = cm_req_header(req, "Idempotency-Key");
-	const struct cm_principal *p = cm_req_principal(req);
-	struct cm_buf b = CM_BUF_INIT(4096);
-	char hash[BRAIN_SHA256_HEX];
-	const char *data;
-	size_t len, i;
-
-	memset(im, 0, sizeof(*im));
-	if (!h)
-		return 0;
-	for (i = 0; h[i] && i <= 128; i++)
-		if ((unsigned char)h[i] < 0x21 || (unsigned char)h[i] > 0x7e)
-			break;
-	if (i == 0 || i > 128 || h[i])
-		return cm_req_fail(req, 400, "bad_request",
-				   "Idempotency-Key must be 1..128 visible "
-				   "characters");
-	cm_buf_printf(&b, "%s\n%s", p->sub, h);
-	brain_sha256_hex(cm_buf_str(&b), hash);
-	snprintf(im->key, sizeof(im->key), IDEM_PREFIX "%s", hash);
-	cm_buf_release(&b);
-	cm_req_body(req, &data, &len);
-	b = (struct cm_buf)CM_BUF_INIT(0);
-	cm_buf_add(&b, data, len);
-	brain_sha256_hex(cm_buf_str(&b), im->digest);
-	cm_buf_release(&b);
-	im->on = true;
-	return 0;
-}
-
-/* A create already made under this key: 0 and its row, CM_ENOENT when
-   the key is new, CM_EEXIST when it came with another body, CM_EIO. */
-static int
-idem_lookup(const struct idem *im, cJSON **row, char errbuf[CM_ERRBUF_LEN])
-{
-	redisReply *r = cm_redis_cmdf(errbuf, "GET %s", im->key);
-	char id[40];
-	int rc = CM_ENOENT;
-
-	if (!r)
-		return CM_EIO;
-	if (r->type == REDIS_REPLY_STRING && r->len == 36 + 1 + 64) {
-		cm_strlcpy(id, r->str, 37);
-		rc = strcmp(r->str + 37, im->digest) ? CM_EEXIST : 0;
-	}
-	freeReplyObject(r);
-	if (rc == 0)
-		rc = brain_store_tenant_get(id, true, row, errbuf);
-	return rc;
-}
-
-static void
-idem_store(const struct idem *im, const cJSON *row)
-{
-	char errbuf[CM_ERRBUF_LEN] = "", val[128];
-	redisReply *r;
-
-	snprintf(val, sizeof(val), "%s %s", tenant_id_of(row), im->digest);
-	r = cm_redis_cmdf(errbuf, "SET %s %s EX %d NX", im->key, val,
-			  IDEM_TTL_S);
-	if (!r)
-		cm_log_warn("idempotency record: %s", errbuf);
-	else
-		freeReplyObject(r);
-}
-
-/* Answer a repeated create from its record; 0 to go on creating. */
-static int
-idem_replay(struct cm_req *req, const struct idem *im, cJSON **row)
-{
-	char errbuf[CM_ERRBUF_LEN] = "";
-	int rc;
-
-	if (!im->on)
-		return 0;
-	rc = idem_lookup(im, row, errbuf);
-	if (rc == CM_ENOENT)
-		return 0;
-	if (rc == CM_EEXIST)
-		return cm_req_fail(req, 422, "idempotency_key_reused",
-				   "this Idempotency-Key came with another "
-				   "body");
-	if (rc == CM_EIO)
-		return cm_req_fail(req, 503, "unavailable",
-				   "cannot check the Idempotency-Key now");
-	return tenant_status(req, 201, rc, *row, errbuf);
-}
-
 struct create_tx {
 	const struct brain_tenant_input *in;
+	struct brain_once *once;
 	cJSON *row;
 	struct brain_staged st;
 };
 
+#define PLATFORM_SCOPE "00000000-0000-0000-0000-000000000000"
+
+/* The platform's own Idempotency-Key records (tenant creates) live under
+   the nil tenant in brain.idempotency_keys. */
+static int
+platform_scope(PGconn *conn, char errbuf[CM_ERRBUF_LEN])
+{
+	return cm_db_query(conn,
+			   "SELECT set_config('app.tenant_id', '" PLATFORM_SCOPE
+			   "', true)",
+			   0, NULL, NULL, errbuf);
+}
+
+/* The create, tenant.created, and the key's record, in one transaction;
+   or the answer recorded under the key. */
 static int
 create_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 {
 	struct create_tx *c = arg;
-	int rc = brain_store_tenant_create(c->in, &c->row, errbuf);
+	struct brain_once *o = c->once;
+	int rc;
 
-	return rc < 0 ? rc
-		      : stage(conn, &c->st, "tenant.created", c->row, NULL,
-			      errbuf);
+	if (o->im.key) {
+		if ((rc = platform_scope(conn, errbuf)) < 0)
+			return rc;
+		rc = cm_idem_lookup(conn, BRAIN_IDEM, &o->im, &o->status,
+				    &c->row, errbuf);
+		if (rc == 0) {
+			o->replayed = true;
+			return 0;
+		}
+		if (rc == CM_EEXIST)
+			o->reused = true;
+		if (rc != CM_ENOENT)
+			return rc;
+	}
+	if ((rc = brain_store_tenant_create(c->in, &c->row, errbuf)) < 0 ||
+	    (rc = stage(conn, &c->st, "tenant.created", c->row, NULL, errbuf)) <
+		    0)
+		return rc;
+	if (o->im.key && (rc = platform_scope(conn, errbuf)) == 0)
+		rc = cm_idem_store(conn, BRAIN_IDEM, &o->im, 201, c->row,
+				   errbuf);
+	return rc;
 }
 
 /* POST /api/admin/tenants - create (Idempotency-Key honoured for 24 h);
@@ -405,13 +339,14 @@ brain_h_tenants_create(struct cm_req *req, void *arg)
 {
 	struct brain *b = brain_from(arg);
 	struct brain_tenant_input in = { 0 };
+	struct brain_once once = { 0 };
 	char errbuf[CM_ERRBUF_LEN] = "";
-	cJSON *body = NULL, *row = NULL;
-	struct create_tx c = { 0 };
-	struct idem im;
-	int status = 403, rc;
+	cJSON *body = NULL;
+	struct create_tx c = { &in, &once, NULL, { 0 } };
+	int status = 403, rc = 0, attempt;
 
-	if (!platform_admin(req) || (status = idem_prepare(req, &im)) != 0 ||
+	if (!platform_admin(req) ||
+	    (status = cm_idem_from_req(req, &once.im)) != 0 ||
 	    (status = parse_input(req, true, &body, &in)) != 0)
 		goto out;
 	if (!in.slug || !in.name) {
@@ -419,19 +354,25 @@ brain_h_tenants_create(struct cm_req *req, void *arg)
 				     "fields 'slug' and 'name' are required");
 		goto out;
 	}
-	if ((status = idem_replay(req, &im, &row)) != 0)
+	/* a concurrent create with the same key that committed first makes
+	   this one fail on the slug or the key: run again, replaying it */
+	for (attempt = 0; attempt < 2; attempt++) {
+		cJSON_Delete(c.row);
+		c.row = NULL;
+		once.replayed = once.reused = false;
+		rc = brain_change(b, create_work, &c, &c.st, errbuf);
+		if (!cm_idem_raced(&once.im, rc, errbuf))
+			break;
+	}
+	if ((status = brain_once_answer(req, &once)) != 0)
 		goto out;
-	c.in = &in;
-	rc = brain_change(b, create_work, &c, &c.st, errbuf);
-	row = c.row;
-	if (rc == 0 && im.on)
-		idem_store(&im, row);
-	status = tenant_status(req, 201, rc, row, errbuf);
+	status = tenant_status(req, once.replayed ? once.status : 201, rc,
+			       c.row, errbuf);
 out:
-	cm_req_reply_json(req, status, status < 400 ? row : NULL);
+	cm_req_reply_json(req, status, status < 400 ? c.row : NULL);
 	brain_tenant_input_release(&in);
 	cJSON_Delete(body);
-	cJSON_Delete(row);
+	cJSON_Delete(c.row);
 }
 
 /* limit, cursor and filters of a list request; 0 or a recorded 400. */

@@ -1205,7 +1205,16 @@ START_TEST(test_a_create_repeated_with_its_idempotency_key_makes_one_tenant)
 	r = bcall("POST", "/api/admin/tenants", admin_token, body, hdr);
 	cm_test_expect(&r, 201, NULL);
 	ck_assert_str_eq(jstr(r.json, "id"), id);
+	ck_assert_str_eq(cm_test_resp_header(&r, "Idempotent-Replayed"),
+			 "true");
 	cm_test_resp_release(&r);
+	/* recorded with the create, under the platform's nil tenant */
+	ck_assert_int_eq(cm_test_psql_count(
+				 "SELECT count(*) FROM brain.idempotency_keys"
+				 " WHERE tenant_id = '00000000-0000-0000-0000-"
+				 "000000000000' AND key = $1",
+				 slug),
+			 1);
 	snprintf(body, sizeof(body), "{\"slug\":\"%s\",\"name\":\"Other\"}",
 		 slug);
 	cm_test_expect_free(
