@@ -1486,6 +1486,62 @@ cm_bus_outbox_relay(const char *table, int limit, int *published,
 	return rc;
 }
 
+struct sweep {
+	const char *table;
+	int64_t keep_s;
+	int limit;
+	long long removed;
+};
+
+static int
+sweep_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct sweep *sw = arg;
+	struct cm_buf sql = CM_BUF_INIT(512);
+	char keep[24], lim[16];
+	const char *p[2] = { keep, lim };
+	PGresult *res = NULL;
+	int rc;
+
+	rc = cm_db_query(conn, "SELECT set_config('app.bus_relay', 'on', true)",
+			 0, NULL, NULL, errbuf);
+	if (rc < 0)
+		return rc;
+	snprintf(keep, sizeof(keep), "%lld", (long long)sw->keep_s);
+	snprintf(lim, sizeof(lim), "%d", sw->limit);
+	cm_buf_printf(&sql,
+		      "DELETE FROM %s WHERE id IN (SELECT id FROM %s WHERE "
+		      "published_at < now() - make_interval(secs => "
+		      "$1::bigint) ORDER BY id LIMIT $2::int)",
+		      sw->table, sw->table);
+	rc = cm_db_query(conn, cm_buf_str(&sql), 2, p, &res, errbuf);
+	if (rc == 0)
+		sw->removed = strtoll(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	cm_buf_release(&sql);
+	return rc;
+}
+
+int
+cm_bus_outbox_sweep(const char *table, int64_t keep_s, int limit,
+		    long long *removed, char errbuf[CM_ERRBUF_LEN])
+{
+	struct sweep sw = { table, keep_s, limit, 0 };
+	int rc;
+
+	if (removed)
+		*removed = 0;
+	if (!cm_db_table_ok(table) || keep_s < 0 || limit < 1 ||
+	    limit > 100000) {
+		cm_errf(errbuf, "outbox sweep: bad table, age or limit");
+		return CM_EINVAL;
+	}
+	rc = cm_db_tx(sweep_work, &sw, errbuf);
+	if (rc == 0 && removed)
+		*removed = sw.removed;
+	return rc;
+}
+
 /* ---- dead letters ---- */
 
 static bool parse_id(const char *s, unsigned long long *ms,

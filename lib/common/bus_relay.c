@@ -7,7 +7,9 @@
  * and publishes until the table has nothing left. It also runs every
  * interval, so rows left by a crash between commit and publish, or by a
  * Redis outage, are published later. cm_bus_outbox_relay locks rows FOR
- * UPDATE SKIP LOCKED, so replicas may relay one table together.
+ * UPDATE SKIP LOCKED, so replicas may relay one table together. Once an
+ * hour it deletes rows published more than a week ago, so the table does
+ * not grow for ever.
  */
 #include "common/bus.h"
 
@@ -24,6 +26,8 @@
 #include "common/banned.h"
 
 #define RELAY_BATCH 500
+#define SWEEP_BATCH 1000
+#define SWEEP_EVERY_MS (3600 * 1000)
 #define RELAY_GATHER_US 10000
 #define RELAY_TABLE_MAX 64
 
@@ -35,6 +39,7 @@ struct cm_bus_relay {
 	int interval_ms;
 	cm_bus_relay_tick_fn tick;
 	void *tick_arg;
+	int64_t swept_ms; /* when the last sweep ran (relay thread only) */
 	char table[RELAY_TABLE_MAX];
 };
 
@@ -63,6 +68,30 @@ relay_once(struct cm_bus_relay *r)
 	} while (rc == 0 && published == RELAY_BATCH && !stopping(r));
 	if (rc < 0)
 		cm_log_warn("outbox relay %s: %s", r->table, errbuf);
+}
+
+/* Once an hour: published rows past their keep, in batches. */
+static void
+sweep_maybe(struct cm_bus_relay *r)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	long long n = 0, total = 0;
+	int64_t now = cm_now_ms();
+	int rc;
+
+	if (r->swept_ms && now - r->swept_ms < SWEEP_EVERY_MS)
+		return;
+	r->swept_ms = now;
+	do {
+		rc = cm_bus_outbox_sweep(r->table, CM_BUS_OUTBOX_KEEP_S,
+					 SWEEP_BATCH, &n, errbuf);
+		total += n;
+	} while (rc == 0 && n == SWEEP_BATCH && !stopping(r));
+	if (rc < 0)
+		cm_log_warn("outbox sweep %s: %s", r->table, errbuf);
+	else if (total)
+		cm_log_info("outbox sweep %s: %lld published rows removed",
+			    r->table, total);
 }
 
 /* Wait for a kick, the interval or stop; true when stopping. */
@@ -105,6 +134,7 @@ relay_main(void *arg)
 		if (r->tick)
 			r->tick(r->tick_arg);
 		relay_once(r);
+		sweep_maybe(r);
 	}
 	relay_once(r); /* one more round: what the last requests added */
 	return NULL;

@@ -16,6 +16,7 @@
 
 #define IDEM_TENANT "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 #define IDEM_LIVE "interval '24 hours'"
+#define IDEM_SWEEP "100" /* expired records a store deletes at most */
 
 static void
 request_hash(struct cm_req *req, char out[65])
@@ -75,7 +76,7 @@ cm_idem_lookup(PGconn *conn, const char *table, const struct cm_idem *im,
 	       int *status, cJSON **body, char errbuf[CM_ERRBUF_LEN])
 {
 	const char *p[1] = { im ? im->key : NULL };
-	struct cm_buf sql = CM_BUF_INIT(256);
+	struct cm_buf sql = CM_BUF_INIT(1024); /* the SQL with 2 table names */
 	PGresult *res = NULL;
 	const char *text;
 	int64_t st = 0;
@@ -116,7 +117,7 @@ int
 cm_idem_store(PGconn *conn, const char *table, const struct cm_idem *im,
 	      int status, const cJSON *body, char errbuf[CM_ERRBUF_LEN])
 {
-	struct cm_buf sql = CM_BUF_INIT(256);
+	struct cm_buf sql = CM_BUF_INIT(1024); /* the SQL with 2 table names */
 	char st[8], *text;
 	const char *p[5];
 	int rc;
@@ -130,11 +131,17 @@ cm_idem_store(PGconn *conn, const char *table, const struct cm_idem *im,
 	p[2] = im->hash;
 	p[3] = st;
 	p[4] = text;
-	/* an expired record of the same key makes room first */
+	/* an expired record of the same key makes room first; so do (a
+	   bounded number of) the tenant's other expired records: the table
+	   is swept by its own writers */
 	cm_buf_printf(&sql,
 		      "DELETE FROM %s WHERE tenant_id = " IDEM_TENANT
-		      " AND key = $1 AND created_at <= now() - " IDEM_LIVE,
-		      table);
+		      " AND created_at <= now() - " IDEM_LIVE
+		      " AND (key = $1 OR key IN (SELECT key FROM %s WHERE"
+		      " tenant_id = " IDEM_TENANT
+		      " AND created_at <= now() - " IDEM_LIVE
+		      " LIMIT " IDEM_SWEEP "))",
+		      table, table);
 	rc = cm_db_query(conn, cm_buf_str(&sql), 1, p, NULL, errbuf);
 	cm_buf_reset(&sql);
 	cm_buf_printf(&sql,

@@ -996,6 +996,53 @@ START_TEST(test_the_outbox_publishes_after_a_crash_between_commit_and_publish)
 }
 END_TEST
 
+/* Published rows past their keep go, oldest first and at most limit at a
+   time; unpublished ones stay, however old, and so do recent ones. */
+START_TEST(test_the_outbox_sweep_removes_only_old_published_rows)
+{
+	char errbuf[CM_ERRBUF_LEN] = "", t[37], sql[1024], count[256];
+	long long removed = -1;
+
+	init_db();
+	new_tenant(t);
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO " T_SCHEMA ".outbox (tenant_id, event_id, event,"
+		 " created_at, published_at) SELECT '%s', gen_random_uuid(),"
+		 " '{}', now() - interval '30 days', CASE WHEN i <= 3 THEN"
+		 " now() - interval '8 days' WHEN i = 4 THEN now() - interval"
+		 " '1 hour' END FROM generate_series(1, 5) i",
+		 t);
+	ck_assert_int_eq(cm_test_psql(sql), 0);
+	snprintf(count, sizeof(count),
+		 "SELECT count(*) FROM " T_SCHEMA ".outbox WHERE tenant_id = "
+		 "'%s'",
+		 t);
+	ck_assert_msg(cm_bus_outbox_sweep(T_SCHEMA ".outbox", 7 * 86400, 2,
+					  &removed, errbuf) == 0,
+		      "%s", errbuf);
+	ck_assert_int_eq(removed, 2);
+	ck_assert_int_eq(cm_test_psql_count(count, NULL), 3);
+	ck_assert_int_eq(cm_bus_outbox_sweep(T_SCHEMA ".outbox", 7 * 86400, 100,
+					     &removed, errbuf),
+			 0);
+	ck_assert_int_eq(removed, 1);
+	ck_assert_int_eq(cm_test_psql_count(count, NULL), 2);
+	ck_assert_int_eq(cm_bus_outbox_sweep(T_SCHEMA ".outbox", 7 * 86400, 100,
+					     &removed, errbuf),
+			 0);
+	ck_assert_int_eq(removed, 0);
+	/* what is left: the unpublished row and the recent one */
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM " T_SCHEMA ".outbox WHERE tenant_id = "
+		 "'%s' AND (published_at IS NULL OR published_at > now() -"
+		 " interval '2 hours')",
+		 t);
+	ck_assert_int_eq(cm_test_psql_count(sql, NULL), 2);
+	ck_assert_int_eq(cm_bus_outbox_sweep("x; DROP", 1, 1, NULL, errbuf),
+			 CM_EINVAL);
+}
+END_TEST
+
 START_TEST(test_an_outbox_row_stays_unpublished_while_redis_is_down)
 {
 	char errbuf[CM_ERRBUF_LEN] = "", t[37], key[CM_BUS_KEY_LEN];
@@ -1143,6 +1190,8 @@ make_suite(void)
 		       test_trim_never_removes_entries_a_group_has_not_acked);
 	tcase_add_test(
 		io, test_an_outbox_row_stays_unpublished_while_redis_is_down);
+	tcase_add_test(io,
+		       test_the_outbox_sweep_removes_only_old_published_rows);
 	tcase_add_test(
 		io, test_a_permanent_failure_is_dead_lettered_without_retries);
 	suite_add_tcase(s, io);

@@ -1078,6 +1078,7 @@ struct idem_create {
 	char answer[64];
 	bool replayed;
 	int runs;
+	char err[CM_ERRBUF_LEN];
 };
 
 static int
@@ -1124,12 +1125,11 @@ idem_create_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 static int
 idem_create(struct idem_create *c)
 {
-	char errbuf[CM_ERRBUF_LEN] = "";
 	int rc, attempt;
 
 	for (attempt = 0; attempt < 2; attempt++) {
-		rc = cm_db_tx_tenant(c->tenant, idem_create_work, c, errbuf);
-		if (!cm_idem_raced(&c->im, rc, errbuf))
+		rc = cm_db_tx_tenant(c->tenant, idem_create_work, c, c->err);
+		if (!cm_idem_raced(&c->im, rc, c->err))
 			break;
 	}
 	return rc;
@@ -1174,8 +1174,8 @@ START_TEST(test_idem_answers_once_and_replays_a_racing_create)
 	ck_assert_int_eq(pthread_create(&tb, NULL, idem_create_thread, &b), 0);
 	pthread_join(ta, &ra);
 	pthread_join(tb, &rb);
-	ck_assert_int_eq((int)(intptr_t)ra, 0);
-	ck_assert_int_eq((int)(intptr_t)rb, 0);
+	ck_assert_msg((int)(intptr_t)ra == 0, "%s", a.err);
+	ck_assert_msg((int)(intptr_t)rb == 0, "%s", b.err);
 	ck_assert(!a.replayed);
 	ck_assert(b.replayed);
 	ck_assert_int_eq(b.runs, 2);
@@ -1196,11 +1196,12 @@ END_TEST
 
 START_TEST(test_idem_record_expires_after_a_day_and_is_replaced)
 {
-	char table[96], tenant[37], sql[256];
+	char table[96], tenant[37], other_tenant[37], sql[512];
 	struct idem_create c;
 
 	idem_table(table);
 	ck_assert_int_eq(cm_uuid_v4(tenant), 0);
+	ck_assert_int_eq(cm_uuid_v4(other_tenant), 0);
 	idem_init(&c, table, tenant, "k-2", "h1", "old");
 	ck_assert_int_eq(idem_create(&c), 0);
 	snprintf(sql, sizeof(sql),
@@ -1217,6 +1218,24 @@ START_TEST(test_idem_record_expires_after_a_day_and_is_replaced)
 	ck_assert(c.replayed);
 	ck_assert_str_eq(c.answer, "new");
 	ck_assert_int_eq(su_count_tenant(tenant), 2);
+	/* a store also sweeps the tenant's other expired records, and only
+	   the tenant's */
+	snprintf(
+		sql, sizeof(sql),
+		"INSERT INTO %s (tenant_id, key, scope, request_hash, status,"
+		" response, created_at) SELECT t, 'old-' || i, 's', 'h', 201,"
+		" '{}', now() - interval '2 days' FROM generate_series(1, 5) i,"
+		" (VALUES ('%s'::uuid), ('%s'::uuid)) v(t)",
+		table, tenant, other_tenant);
+	ck_assert_int_eq(cm_test_psql(sql), 0);
+	idem_init(&c, table, tenant, "k-4", "h1", "sweeper");
+	ck_assert_int_eq(idem_create(&c), 0);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM %s WHERE key LIKE 'old-%%' AND"
+		 " tenant_id = $1::uuid",
+		 table);
+	ck_assert_int_eq(cm_test_psql_count(sql, tenant), 0);
+	ck_assert_int_eq(cm_test_psql_count(sql, other_tenant), 5);
 	/* a table name that is not schema.table is refused before any SQL */
 	idem_init(&c, "idem; DROP TABLE x", tenant, "k-3", "h1", "bad");
 	ck_assert_int_eq(idem_create(&c), CM_EINVAL);

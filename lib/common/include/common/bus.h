@@ -65,6 +65,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cJSON.h>
 #include <libpq-fe.h>
@@ -227,13 +228,21 @@ int cm_bus_outbox_add(PGconn *conn, const char *table, const char *tenant_id,
 int cm_bus_outbox_relay(const char *table, int limit, int *published,
 			char errbuf[CM_ERRBUF_LEN]);
 
+/* cm_bus_outbox_sweep - delete at most limit rows of table published more
+   than keep_s seconds ago (oldest first; every tenant's: the relay's
+   setting); *removed (may be NULL) gets the count. */
+int cm_bus_outbox_sweep(const char *table, int64_t keep_s, int limit,
+			long long *removed, char errbuf[CM_ERRBUF_LEN]);
 /* cm_bus_relay - a thread publishing an outbox table (lib/common/bus_relay.c):
    soon after each cm_bus_relay_kick (a commit that added rows; kicks
    within 10 ms share a round) and every interval_ms, so rows a crash
    between commit and publish (or a Redis outage) left behind go out
    later. tick (may be NULL) runs on the same thread before each round:
-   a service's own periodic job. Stop runs one last round and joins. Kick
-   and stop accept NULL. */
+   a service's own periodic job. Once an hour it also sweeps the rows
+   published more than CM_BUS_OUTBOX_KEEP_S ago (cm_bus_outbox_sweep, in
+   batches). Stop runs one last round and joins. Kick and stop accept
+   NULL. */
+#define CM_BUS_OUTBOX_KEEP_S (7 * 86400)
 struct cm_bus_relay;
 typedef void (*cm_bus_relay_tick_fn)(void *arg);
 struct cm_bus_relay *cm_bus_relay_start(const char *table, int interval_ms,

@@ -57,7 +57,8 @@ int cm_idem_from_req(struct cm_req *req, struct cm_idem *im);
 int cm_idem_lookup(PGconn *conn, const char *table, const struct cm_idem *im,
 		   int *status, cJSON **body, char errbuf[CM_ERRBUF_LEN]);
 /* cm_idem_store - record status and body under im's key (replacing an
-   expired record of the same key). */
+   expired record of the same key, and deleting up to 100 other expired
+   records of the tenant: no separate sweep is needed). */
 int cm_idem_store(PGconn *conn, const char *table, const struct cm_idem *im,
 		  int status, const cJSON *body, char errbuf[CM_ERRBUF_LEN]);
 /* cm_idem_raced - whether a create's transaction failed (rc, errbuf)
