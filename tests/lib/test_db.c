@@ -1168,7 +1168,7 @@ START_TEST(test_idem_answers_once_and_replays_a_racing_create)
 	   on the key, fails when a commits, and b's second run replays a */
 	idem_init(&a, table, tenant, "k-1", "h1", "first");
 	idem_init(&b, table, tenant, "k-1", "h1", "second");
-	a.hold_ms = 400;
+	a.hold_ms = 1500; /* b looks up well before a commits */
 	ck_assert_int_eq(pthread_create(&ta, NULL, idem_create_thread, &a), 0);
 	usleep(100 * 1000);
 	ck_assert_int_eq(pthread_create(&tb, NULL, idem_create_thread, &b), 0);
