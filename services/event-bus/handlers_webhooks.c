@@ -337,6 +337,16 @@ required_if_match(struct cm_req *req, int64_t *version)
 	return 0;
 }
 
+/* An optional If-Match: *version 0 when absent; 0 or a recorded 412. */
+static int
+optional_if_match(struct cm_req *req, int64_t *version)
+{
+	if (cm_req_if_match(req, version) == CM_EINVAL)
+		return cm_req_fail(req, 412, "precondition_failed",
+				   "If-Match is not a webhook ETag");
+	return 0;
+}
+
 /* PATCH /api/events/webhooks/:id - url, event_types, description,
    active; If-Match required (428 without, 412 when stale). */
 void
@@ -383,14 +393,9 @@ bus_handle_wh_delete(struct cm_req *req, void *arg)
 	int status, rc;
 
 	(void)arg;
-	if ((status = allowed(req, true)) != 0)
+	if ((status = allowed(req, true)) != 0 ||
+	    (status = optional_if_match(req, &version)) != 0)
 		goto out;
-	rc = cm_req_if_match(req, &version);
-	if (rc == CM_EINVAL) {
-		status = cm_req_fail(req, 412, "precondition_failed",
-				     "If-Match is not a webhook ETag");
-		goto out;
-	}
 	rc = bus_wh_delete(cm_req_tenant_id(req), cm_req_param(req, "id"),
 			   version, errbuf);
 	status = rc < 0 ? store_fail(req, rc, "webhook", errbuf) : 204;
@@ -413,14 +418,9 @@ bus_handle_wh_rotate(struct cm_req *req, void *arg)
 	int status, rc;
 
 	(void)arg;
-	if ((status = allowed(req, true)) != 0)
+	if ((status = allowed(req, true)) != 0 ||
+	    (status = optional_if_match(req, &version)) != 0)
 		goto out;
-	rc = cm_req_if_match(req, &version);
-	if (rc == CM_EINVAL) {
-		status = cm_req_fail(req, 412, "precondition_failed",
-				     "If-Match is not a webhook ETag");
-		goto out;
-	}
 	cm_req_body(req, &data, &len);
 	if (len && (status = cm_req_json(req, &body)) != 0)
 		goto out;

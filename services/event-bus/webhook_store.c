@@ -393,6 +393,26 @@ bus_wh_deliveries(const char *tenant, const char *id, const char *status,
 			 p, 2, cursor, limit, out, errbuf);
 }
 
+/* o, a write of webhook id guarded by its version: CM_ENOENT when there
+   is no such webhook, CM_ESTALE when there is but o matched no row. */
+static int
+run_versioned(const char *tenant, const char *id, struct one *o, cJSON **out,
+	      char errbuf[CM_ERRBUF_LEN])
+{
+	cJSON *cur = NULL;
+	int rc = bus_wh_get(tenant, id, &cur, errbuf);
+
+	cJSON_Delete(cur);
+	if (rc < 0)
+		return rc;
+	rc = run_one(tenant, o, out, errbuf);
+	if (rc == CM_ENOENT) { /* it exists: the version moved on */
+		cm_errf(errbuf, "the webhook changed since that ETag");
+		rc = CM_ESTALE;
+	}
+	return rc;
+}
+
 int
 bus_wh_update(const char *tenant, const char *id, int64_t version,
 	      const struct bus_webhook_input *in, cJSON **out,
@@ -417,20 +437,12 @@ bus_wh_update(const char *tenant, const char *id, int64_t version,
 		  in->active < 0 ? NULL : active },
 		NULL
 	};
-	cJSON *cur = NULL;
 	int rc;
 
 	*out = NULL;
 	snprintf(ver, sizeof(ver), "%lld", (long long)version);
 	snprintf(active, sizeof(active), "%s", in->active ? "t" : "f");
-	if ((rc = bus_wh_get(tenant, id, &cur, errbuf)) == 0) {
-		rc = run_one(tenant, &o, out, errbuf);
-		if (rc == CM_ENOENT) { /* it exists: the version moved on */
-			cm_errf(errbuf, "the webhook changed since that ETag");
-			rc = CM_ESTALE;
-		}
-	}
-	cJSON_Delete(cur);
+	rc = run_versioned(tenant, id, &o, out, errbuf);
 	free(types);
 	free(likes);
 	return rc;
@@ -453,7 +465,6 @@ bus_wh_rotate(const char *tenant, const char *id, int64_t version,
 		{ id, ver, secret, grace },
 		NULL
 	};
-	cJSON *cur = NULL;
 	int rc;
 
 	*out = NULL;
@@ -463,17 +474,10 @@ bus_wh_rotate(const char *tenant, const char *id, int64_t version,
 	}
 	snprintf(ver, sizeof(ver), "%lld", (long long)version);
 	snprintf(grace, sizeof(grace), "%lld", (long long)grace_s);
-	if ((rc = bus_wh_get(tenant, id, &cur, errbuf)) == 0) {
-		rc = run_one(tenant, &o, out, errbuf);
-		if (rc == CM_ENOENT) { /* it exists: the version moved on */
-			cm_errf(errbuf, "the webhook changed since that ETag");
-			rc = CM_ESTALE;
-		}
-	}
+	rc = run_versioned(tenant, id, &o, out, errbuf);
 	if (rc == 0)
 		cJSON_AddStringToObject(*out, "secret", secret);
 	cm_memzero(secret, sizeof(secret));
-	cJSON_Delete(cur);
 	return rc;
 }
 
@@ -488,19 +492,9 @@ bus_wh_delete(const char *tenant, const char *id, int64_t version,
 			 2,
 			 { id, ver },
 			 NULL };
-	cJSON *cur = NULL;
-	int rc;
 
 	snprintf(ver, sizeof(ver), "%lld", (long long)version);
-	if ((rc = bus_wh_get(tenant, id, &cur, errbuf)) == 0) {
-		rc = run_one(tenant, &o, NULL, errbuf);
-		if (rc == CM_ENOENT) {
-			cm_errf(errbuf, "the webhook changed since that ETag");
-			rc = CM_ESTALE;
-		}
-	}
-	cJSON_Delete(cur);
-	return rc;
+	return run_versioned(tenant, id, &o, NULL, errbuf);
 }
 
 int
