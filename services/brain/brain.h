@@ -207,6 +207,15 @@ struct brain_once {
 	int status;	   /* the replayed answer's status */
 };
 
+/* brain_once_lookup - in the create's transaction: CM_ENOENT when there
+   is no key or no record (go on creating); 0 with *out the recorded answer
+   (once->replayed); CM_EEXIST when the key came with another request
+   (once->reused); another CM_E*. brain_once_record - after the create,
+   record *out under the key (nothing without one). */
+int brain_once_lookup(PGconn *conn, struct brain_once *once, cJSON **out,
+		      char errbuf[CM_ERRBUF_LEN]);
+int brain_once_record(PGconn *conn, const struct brain_once *once,
+		      const cJSON *out, char errbuf[CM_ERRBUF_LEN]);
 /* brain_once_answer - the answer when the store refused because of the key
    (reused: 422); 0 otherwise. A replay's header is set too. */
 int brain_once_answer(struct cm_req *req, const struct brain_once *once);

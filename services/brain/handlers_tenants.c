@@ -305,31 +305,22 @@ static int
 create_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 {
 	struct create_tx *c = arg;
-	struct brain_once *o = c->once;
+	bool key = c->once->im.key != NULL;
 	int rc;
 
-	if (o->im.key) {
-		if ((rc = platform_scope(conn, errbuf)) < 0)
-			return rc;
-		rc = cm_idem_lookup(conn, BRAIN_IDEM, &o->im, &o->status,
-				    &c->row, errbuf);
-		if (rc == 0) {
-			o->replayed = true;
-			return 0;
-		}
-		if (rc == CM_EEXIST)
-			o->reused = true;
-		if (rc != CM_ENOENT)
-			return rc;
-	}
+	if (key && (rc = platform_scope(conn, errbuf)) < 0)
+		return rc;
+	rc = brain_once_lookup(conn, c->once, &c->row, errbuf);
+	if (rc != CM_ENOENT)
+		return rc; /* replayed (0) or failed */
 	if ((rc = brain_store_tenant_create(c->in, &c->row, errbuf)) < 0 ||
 	    (rc = stage(conn, &c->st, "tenant.created", c->row, NULL, errbuf)) <
 		    0)
 		return rc;
-	if (o->im.key && (rc = platform_scope(conn, errbuf)) == 0)
-		rc = cm_idem_store(conn, BRAIN_IDEM, &o->im, 201, c->row,
-				   errbuf);
-	return rc;
+	/* brain_stage set the new tenant's scope: back to the platform's */
+	if (key && (rc = platform_scope(conn, errbuf)) < 0)
+		return rc;
+	return brain_once_record(conn, c->once, c->row, errbuf);
 }
 
 /* POST /api/admin/tenants - create (Idempotency-Key honoured for 24 h);
@@ -359,7 +350,6 @@ brain_h_tenants_create(struct cm_req *req, void *arg)
 	for (attempt = 0; attempt < 2; attempt++) {
 		cJSON_Delete(c.row);
 		c.row = NULL;
-		once.replayed = once.reused = false;
 		rc = brain_change(b, create_work, &c, &c.st, errbuf);
 		if (!cm_idem_raced(&once.im, rc, errbuf))
 			break;

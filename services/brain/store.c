@@ -589,31 +589,40 @@ struct once_tx {
 	cJSON **out;
 };
 
+int
+brain_once_lookup(PGconn *conn, struct brain_once *o, cJSON **out,
+		  char errbuf[CM_ERRBUF_LEN])
+{
+	int rc;
+
+	if (!o || !o->im.key)
+		return CM_ENOENT;
+	rc = cm_idem_lookup(conn, BRAIN_IDEM, &o->im, &o->status, out, errbuf);
+	o->replayed = rc == 0;
+	o->reused = rc == CM_EEXIST;
+	return rc;
+}
+
+int
+brain_once_record(PGconn *conn, const struct brain_once *o, const cJSON *out,
+		  char errbuf[CM_ERRBUF_LEN])
+{
+	if (!o || !o->im.key)
+		return 0;
+	return cm_idem_store(conn, BRAIN_IDEM, &o->im, 201, out, errbuf);
+}
+
 static int
 once_work(PGconn *conn, void *arg, char errbuf[CM_ERRBUF_LEN])
 {
 	struct once_tx *t = arg;
-	struct brain_once *o = t->once;
-	int rc;
+	int rc = brain_once_lookup(conn, t->once, t->out, errbuf);
 
-	if (o && o->im.key) {
-		rc = cm_idem_lookup(conn, BRAIN_IDEM, &o->im, &o->status,
-				    t->out, errbuf);
-		if (rc == 0) {
-			o->replayed = true;
-			return 0;
-		}
-		if (rc == CM_EEXIST)
-			o->reused = true;
-		if (rc != CM_ENOENT)
-			return rc;
-	}
+	if (rc != CM_ENOENT)
+		return rc; /* replayed (0) or failed */
 	if ((rc = t->fn(conn, t->arg, errbuf)) < 0)
 		return rc;
-	if (o && o->im.key)
-		rc = cm_idem_store(conn, BRAIN_IDEM, &o->im, 201, *t->out,
-				   errbuf);
-	return rc;
+	return brain_once_record(conn, t->once, *t->out, errbuf);
 }
 
 /* Run it in tid's transaction; once more when a concurrent request with
@@ -628,10 +637,6 @@ once_tx_tenant(const char *tid, struct brain_once *once, cm_db_work_fn fn,
 	for (attempt = 0; attempt < 2; attempt++) {
 		cJSON_Delete(*out);
 		*out = NULL;
-		if (once) {
-			once->replayed = false;
-			once->reused = false;
-		}
 		rc = cm_db_tx_tenant(tid, once_work, &t, errbuf);
 		if (!once || !cm_idem_raced(&once->im, rc, errbuf))
 			break;
