@@ -468,6 +468,9 @@ START_TEST(test_a_rotated_secret_signs_beside_the_old_one_during_its_grace)
 	r = call("POST", tenant_a, path, "If-Match: \"99\"", NULL);
 	ck_assert_int_eq(r.status, 412);
 	cm_test_resp_release(&r);
+	r = call("POST", tenant_a, path, "If-Match: not-an-etag", NULL);
+	ck_assert_int_eq(r.status, 412);
+	cm_test_resp_release(&r);
 	r = call("POST", tenant_a, path, NULL, "{\"grace_hours\":1}");
 	ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
 	cm_strlcpy(new_secret, str_of(r.json, "secret"), sizeof(new_secret));

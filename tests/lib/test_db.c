@@ -1236,6 +1236,17 @@ START_TEST(test_idem_record_expires_after_a_day_and_is_replaced)
 		 table);
 	ck_assert_int_eq(cm_test_psql_count(sql, tenant), 0);
 	ck_assert_int_eq(cm_test_psql_count(sql, other_tenant), 5);
+	/* a record whose stored answer cannot be read is an error, not a
+	   replay and not a new create */
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO %s (tenant_id, key, scope, request_hash, status,"
+		 " response) VALUES ('%s', 'k-bad', 'POST /api/x', 'h1', 201,"
+		 " '{not json')",
+		 table, tenant);
+	ck_assert_int_eq(cm_test_psql(sql), 0);
+	idem_init(&c, table, tenant, "k-bad", "h1", "never");
+	ck_assert_int_eq(idem_create(&c), CM_EIO);
+	ck_assert_int_eq(c.runs, 1);
 	/* a table name that is not schema.table is refused before any SQL */
 	idem_init(&c, "idem; DROP TABLE x", tenant, "k-3", "h1", "bad");
 	ck_assert_int_eq(idem_create(&c), CM_EINVAL);
