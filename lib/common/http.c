@@ -1,28 +1,36 @@
 /*
- * http.c - the evhttp-based server: workers, connections, router,
- * middleware and replies.
+ * http.c - the server: workers, connections, router, middleware and
+ * replies.
  *
- * Each worker owns an event_base, an evhttp and a SO_REUSEPORT listener;
- * nothing is shared between workers except the read-only route table, so
- * the request path takes no lock (metrics use atomics).
+ * Each worker owns an event_base and a SO_REUSEPORT listener; nothing is
+ * shared between workers except the read-only route table, so the request
+ * path takes no lock (metrics use atomics).
  *
- * evhttp in libevent 2.1 gives no hook before a request is fully read, so
- * three things are done around it, per connection (struct conn):
- *  - we create each connection's bufferevent (evhttp_set_bevcb) and, one
- *    event-loop turn later, find the evhttp_connection that adopted it (it
- *    is the bufferevent's callback argument) and hook its close callback,
- *    which is where struct conn is freed;
- *  - a per-connection deadline closes a connection that has not delivered
- *    a whole request within read_timeout_ms (slow loris), since evhttp's
- *    own timeout restarts on every byte;
- *  - evhttp answers protocol errors (body or header limit, bad syntax)
- *    itself with an HTML page. A callback on the connection's output
- *    buffer notices bytes written while we are not replying, and before
- *    the loop next polls for writes those bytes are replaced by our JSON
- *    error response (Connection: close, as evhttp's was).
+ * libevent runs the loop, but HTTP/1.x itself is ours (http_wire.c frames
+ * requests): evhttp allocated a request, a header entry per header and
+ * several buffers per request, gave no hook before a request was fully
+ * read and answered protocol errors with HTML of its own. Per connection
+ * (struct conn) there is one input buffer that grows up to max_header +
+ * max_body (plus one read), into which the head is parsed in place and a
+ * chunked body decoded in place; one output evbuffer; a read event that
+ * stays registered; a write event only while a write is stalled; and one
+ * timer: the deadline for the next whole request (read_timeout_ms, which
+ * is also the keep-alive idle time), or the lingering close.
+ *
+ * A request is handled once it is complete; the next one on the
+ * connection (pipelined) only after its reply has been queued in full, so
+ * answers keep their order and the strings of a request (which point into
+ * the input buffer) stay put. If the client goes away while a deferred
+ * request is pending, the buffers pass to that request. Replies are
+ * written when the worker's round of callbacks ends (one writev per
+ * connection), and an error that ends a connection (400, 413, 431, ...)
+ * is written, then the write side shut and the rest of the input read
+ * and dropped for up to a second, so that the client reads the answer
+ * rather than a reset.
  */
 #include "common/http.h"
 #include "http_internal.h"
+#include "http_wire.h"
 #include "common/auth.h"
 #include "common/buf.h"
 #include "common/err.h"
@@ -38,12 +46,14 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <event2/http.h>
+#include <event2/http.h> /* the query string parser */
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
 #include <openssl/rand.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -101,15 +111,10 @@ enum {
 static const struct method {
 	const char *name;
 	unsigned bit;
-	enum evhttp_cmd_type cmd;
 } methods[] = {
-	{ "GET", M_GET, EVHTTP_REQ_GET },
-	{ "HEAD", M_HEAD, EVHTTP_REQ_HEAD },
-	{ "POST", M_POST, EVHTTP_REQ_POST },
-	{ "PUT", M_PUT, EVHTTP_REQ_PUT },
-	{ "PATCH", M_PATCH, EVHTTP_REQ_PATCH },
-	{ "DELETE", M_DELETE, EVHTTP_REQ_DELETE },
-	{ "OPTIONS", M_OPTIONS, EVHTTP_REQ_OPTIONS },
+	{ "GET", M_GET },	  { "HEAD", M_HEAD },	{ "POST", M_POST },
+	{ "PUT", M_PUT },	  { "PATCH", M_PATCH }, { "DELETE", M_DELETE },
+	{ "OPTIONS", M_OPTIONS },
 };
 
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
@@ -126,15 +131,24 @@ struct pattern {
 
 struct conn;
 
-#define WRITE_SOON_MAX 128 /* bufferevents written at once per round */
+#define WRITE_SOON_MAX 128    /* bufferevents written at once per round */
+#define CONN_QUEUE_MAX 256    /* connections written at once per round */
+#define IN_MIN 4096	      /* first input buffer */
+#define IN_SPARE 8192	      /* beyond max_header + max_body */
+#define IN_KEEP 16384	      /* a larger buffer is freed when empty */
+#define OUT_HIGH (256 * 1024) /* pipelined answers waiting: stop reading */
+#define LINGER_MS 1000
+#define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100 /* after EMFILE and the like */
 
 struct worker {
 	struct cm_http *http;
 	pthread_t thread;
 	bool running;
 	struct event_base *base;
-	struct evhttp *evh;
-	struct evhttp_bound_socket *bound;
+	int listen_fd;
+	struct event *listen_ev;
+	struct event *accept_pause_ev;
 	int wake_fd; /* cm_http_stop writes here */
 	struct event *wake_ev;
 	int signal_fd; /* cm_http_signal writes here */
@@ -142,17 +156,16 @@ struct worker {
 	atomic_int nwaiting;	/* requests in cm_req_wait */
 	bool signalled;		/* in the cm_http_signal registry */
 	struct event *drain_ev; /* drain progress while stopping */
-	struct event *fix_ev;	/* replaces evhttp's own error pages */
-	struct event *write_ev; /* writes what write_q holds */
+	struct event *write_ev; /* writes what the queues hold */
+	bool write_armed;	/* write_ev is active */
 	struct bufferevent *write_q[WRITE_SOON_MAX]; /* cm_http_write_soon_ */
 	int write_n;
-	bool own_write; /* we are writing a reply */
+	struct conn *conn_q[CONN_QUEUE_MAX]; /* connections with output */
+	int conn_n;
 	bool stopping;
 	bool cut_off; /* the drain deadline hit busy conns */
 	int64_t drain_deadline_ms;
-	struct conn *conns;  /* every open connection */
-	struct conn **by_fd; /* attached connections by socket */
-	size_t nby_fd;
+	struct conn *conns;	 /* every open connection */
 	time_t date_sec;	 /* when date was formatted */
 	char date[40];		 /* Date header value */
 	size_t rnd_pos;		 /* next unused byte of rnd */
@@ -187,25 +200,35 @@ struct cm_http {
 	atomic_bool stopped;
 };
 
-/* A client connection, alive from our bufferevent's creation until
-   evhttp's close callback (or, if evhttp never adopted it, the attach). */
+/* A client connection, from accept to close. */
 struct conn {
 	unsigned magic;
 	struct worker *w;
-	struct bufferevent *bev;
-	struct evhttp_connection *evcon; /* NULL until attached */
-	struct evbuffer_cb_entry *out_cb;
-	struct evbuffer_cb_entry *in_cb;
-	struct event timer; /* attach first, then the request deadline */
-	struct conn *prev, *next;
 	int fd;
-	bool attached;
-	bool responding;	 /* request handed to us, reply not yet sent */
+	struct event rd;    /* registered unless paused */
+	struct event wr;    /* registered while a write is stalled */
+	struct event timer; /* request deadline, or the lingering close */
+	struct evbuffer *out;
+	char *in; /* input: the request being read, then what follows */
+	size_t in_len, in_cap;
+	size_t scan;		   /* cm_wire_head_end's progress */
+	struct cm_wire_head *head; /* of the request being read */
+	struct cm_wire_chunks chunks;
+	bool have_head;
+	bool continue_sent;
+	size_t body_off, body_len, req_end; /* of a complete request */
+	bool reading;			    /* rd is registered */
+	bool writing;			    /* wr is registered */
+	bool queued;			    /* in the worker's conn_q */
+	bool responding;		    /* a request is being handled */
+	bool closing;		 /* no more requests: close once written */
+	bool lingering;		 /* write side shut; reading what is left */
+	bool out_full;		 /* reading paused until the output drains */
+	bool keep;		 /* the reply being sent keeps the connection */
 	struct cm_req *deferred; /* its request, when deferred */
-	bool fix_pending;	 /* evhttp wrote an answer of its own */
-	size_t fix_start;	 /* where in the output buffer it starts */
-	size_t in_added;	 /* bytes received since the request began */
-	size_t in_used;		 /* bytes evhttp consumed since then */
+	struct conn *prev, *next;
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
 };
 
 struct param {
@@ -219,27 +242,36 @@ struct cm_req {
 	unsigned magic;
 	struct worker *w;
 	struct conn *conn;
-	struct evhttp_request *ev;
+	const struct cm_wire_head *head; /* NULL for a refusal */
+	const char *body;
+	size_t body_len;
 	const struct pattern *pat; /* the matched route */
 	const char *label;	   /* metrics route label */
 	const char *method;
 	unsigned mbit;
 	int64_t t0_ns;
-	const char *raw_path;
-	char *path; /* decoded, "/a/b" */
-	char *heap; /* path storage when buf is too small */
+	const char *raw_path; /* the target from the path on */
+	size_t raw_path_len;  /* without the query */
+	char *path;	      /* decoded, "/a/b" */
+	char *heap;	      /* path storage when buf is too small */
+	char *xh;	      /* response headers set, "Name: value\r\n"... */
+	size_t xh_len, xh_cap;
+	char *own_in; /* the connection's buffers, once it closed */
+	struct cm_wire_head *own_head;
 	int nsegs;
 	bool too_deep; /* more than MAX_SEGS segments */
 	int nparams;
 	bool query_parsed; /* query is valid */
 	bool host_done;	   /* host is valid */
+	bool peer_done;	   /* peer is valid */
 	bool has_principal;
 	bool has_tenant;
 	int err_status; /* err_code, err_msg are valid */
 	bool deferred;	/* the handler handed it on (cm_req_defer) */
 	bool on_heap;	/* the deferred copy: freed by its final call */
 	bool streaming; /* cm_req_stream_begin sent the head */
-	bool gone;	/* the client went away (ev may be NULL) */
+	bool chunked;	/* the stream is sent in chunks */
+	bool gone;	/* the client went away (conn is NULL) */
 	bool close_called;
 	cm_req_close_fn close_fn;
 	void *close_arg;
@@ -258,6 +290,7 @@ struct cm_req {
 	struct param params[MAX_PARAMS];
 	struct evkeyvalq query;
 	char host[HOST_MAX + 1];
+	char peer[INET6_ADDRSTRLEN];
 	char id[REQUEST_ID_MAX + 1];
 	struct cm_principal principal;
 	struct cm_tenant tenant;
@@ -297,6 +330,7 @@ static const struct status_info {
 	{ 502, "Bad Gateway", "bad_gateway" },
 	{ 503, "Service Unavailable", "unavailable" },
 	{ 504, "Gateway Timeout", "gateway_timeout" },
+	{ 505, "HTTP Version Not Supported", "http_version_not_supported" },
 };
 
 static const struct status_info *
@@ -385,17 +419,6 @@ method_by_name(const char *name)
 
 	for (i = 0; name && i < NMETHODS; i++)
 		if (!strcmp(methods[i].name, name))
-			return &methods[i];
-	return NULL;
-}
-
-static const struct method *
-method_by_cmd(enum evhttp_cmd_type cmd)
-{
-	size_t i;
-
-	for (i = 0; i < NMETHODS; i++)
-		if (methods[i].cmd == cmd)
 			return &methods[i];
 	return NULL;
 }
@@ -551,7 +574,13 @@ cm_http_new(const struct cm_http_config *cfg, const struct cm_route *routes,
 
 /* ---- connections ------------------------------------------------------ */
 
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_process(struct conn *c);
+static void deferred_gone(struct conn *c);
+
+static __thread struct worker *cur_worker; /* set on worker threads */
 
 static void
 conn_link(struct worker *w, struct conn *c)
@@ -573,198 +602,337 @@ conn_unlink(struct conn *c)
 		w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	if (c->fd >= 0 && (size_t)c->fd < w->nby_fd && w->by_fd[c->fd] == c)
-		w->by_fd[c->fd] = NULL;
 }
 
 static void
-conn_release(struct conn *c)
+conn_reading(struct conn *c, bool on)
 {
+	if (on == c->reading)
+		return;
+	c->reading = on;
+	if (on)
+		event_add(&c->rd, NULL);
+	else
+		event_del(&c->rd);
+}
+
+static void
+conn_dequeue(struct conn *c)
+{
+	struct worker *w = c->w;
+	int i;
+
+	if (!c->queued)
+		return;
+	c->queued = false;
+	for (i = 0; i < w->conn_n; i++)
+		if (w->conn_q[i] == c) {
+			w->conn_q[i] = w->conn_q[--w->conn_n];
+			return;
+		}
+}
+
+/* Close now; a deferred request learns that its client is gone. */
+static void
+conn_close(struct conn *c)
+{
+	if (c->deferred)
+		deferred_gone(c);
+	event_del(&c->rd);
+	event_del(&c->wr);
 	event_del(&c->timer);
+	conn_dequeue(c);
+	close(c->fd);
+	evbuffer_free(c->out);
+	free(c->in);
+	free(c->head);
 	conn_unlink(c);
 	c->magic = 0;
 	free(c);
 }
 
-/* evhttp wrote to the connection; if not on our behalf, note where. */
-static void
-conn_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-	    void *arg)
-{
-	struct conn *c = arg;
-
-	(void)buf;
-	if (!info->n_added || c->w->own_write || c->fix_pending)
-		return;
-	c->fix_pending = true;
-	c->fix_start = info->orig_size;
-	event_active(c->w->fix_ev, EV_TIMEOUT, 1);
-}
-
-static void
-conn_in_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)buf;
-	c->in_added += info->n_added;
-	c->in_used += info->n_deleted;
-}
-
-/* evhttp_set_bevcb: our bufferevent, so that we see the connection. */
-static struct bufferevent *
-conn_new_bev(struct event_base *base, void *arg)
-{
-	struct worker *w = arg;
-	struct conn *c = cm_xcalloc(1, sizeof(*c));
-
-	c->bev = bufferevent_socket_new(base, -1, 0);
-	if (!c->bev) {
-		free(c);
-		return NULL; /* evhttp makes its own; no deadline then */
-	}
-	c->magic = CONN_MAGIC;
-	c->w = w;
-	c->fd = -1;
-	c->out_cb =
-		evbuffer_add_cb(bufferevent_get_output(c->bev), conn_out_cb, c);
-	c->in_cb =
-		evbuffer_add_cb(bufferevent_get_input(c->bev), conn_in_cb, c);
-	evtimer_assign(&c->timer, base, conn_timer_cb, c);
-	/* evhttp adopts the bufferevent right after we return; the attach
-	   runs before the loop next polls, so before any byte is read */
-	event_active(&c->timer, EV_TIMEOUT, 1);
-	conn_link(w, c);
-	return c->bev;
-}
-
-static void deferred_gone(struct conn *c);
-
-static void
-conn_closed(struct evhttp_connection *evcon, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)evcon;
-	if (!c || c->magic != CONN_MAGIC)
-		return;
-	if (c->deferred)
-		deferred_gone(c);
-	evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
-	evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
-	conn_release(c);
-}
-
-/* A new request may start: reset the counters and arm the deadline. */
+/* The next request may start: its deadline runs from now. */
 static void
 conn_request_begin(struct conn *c)
 {
-	c->in_added = 0;
-	c->in_used = 0;
 	evtimer_add(&c->timer, &c->w->http->read_tv);
 }
 
 static void
-conn_index(struct worker *w, struct conn *c)
+write_armed(struct worker *w)
 {
-	size_t n = w->nby_fd;
-
-	if ((size_t)c->fd >= n) {
-		n = (size_t)c->fd + 64;
-		w->by_fd = cm_xrealloc(w->by_fd, n * sizeof(*w->by_fd));
-		memset(w->by_fd + w->nby_fd, 0,
-		       (n - w->nby_fd) * sizeof(*w->by_fd));
-		w->nby_fd = n;
+	if (!w->write_armed) {
+		w->write_armed = true;
+		event_active(w->write_ev, EV_TIMEOUT, 1);
 	}
-	w->by_fd[c->fd] = c;
 }
 
-/* Find the evhttp_connection that adopted our bufferevent: evhttp makes it
-   the bufferevent's callback argument. (libevent 2.1 has no hook at
-   connection creation. If evhttp adopted the bufferevent and then failed
-   an allocation before this runs, it has freed it: that window is only
-   reachable through an out-of-memory inside libevent.) */
+/* Write c's output when this round of callbacks ends. */
 static void
-conn_attach(struct conn *c)
+conn_write_soon(struct conn *c)
 {
-	bufferevent_data_cb rcb, wcb;
-	bufferevent_event_cb ecb;
-	void *cbarg = NULL;
-	int one = 1;
+	struct worker *w = c->w;
 
-	bufferevent_getcb(c->bev, &rcb, &wcb, &ecb, &cbarg);
-	if (!cbarg) { /* evhttp failed before adopting it */
-		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev),
-					 c->out_cb);
-		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev),
-					 c->in_cb);
-		bufferevent_free(c->bev);
-		conn_release(c);
+	if (c->queued || c->writing)
+		return;
+	if (w->conn_n == CONN_QUEUE_MAX) { /* its write event writes it */
+		c->writing = true;
+		event_add(&c->wr, &w->http->write_tv);
 		return;
 	}
-	c->evcon = cbarg;
-	c->attached = true;
-	c->fd = (int)bufferevent_getfd(c->bev);
-	if (c->fd >= 0) {
-		/* replies leave in one write or in stream chunks: never
-		   hold a segment back for the client's delayed ACK */
-		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one,
-				 sizeof(one));
-		conn_index(c->w, c);
-	}
-	evhttp_connection_set_closecb(c->evcon, conn_closed, c);
-	bufferevent_set_timeouts(c->bev, &c->w->http->read_tv,
-				 &c->w->http->write_tv);
-	conn_request_begin(c);
+	c->queued = true;
+	w->conn_q[w->conn_n++] = c;
+	write_armed(w);
 }
 
-static bool
-conn_idle(struct conn *c)
+/* All output is written: close, go on reading, or nothing. */
+static void
+conn_drained(struct conn *c)
 {
-	return c->attached && !c->responding && !c->in_added &&
-	       !evbuffer_get_length(bufferevent_get_input(c->bev));
+	struct timeval tv = { LINGER_MS / 1000, (LINGER_MS % 1000) * 1000 };
+
+	if (c->closing && !c->responding) {
+		if (c->lingering || shutdown(c->fd, SHUT_WR) < 0) {
+			conn_close(c);
+			return;
+		}
+		c->lingering = true;
+		c->in_len = 0;
+		conn_reading(c, true);
+		evtimer_add(&c->timer, &tv);
+		return;
+	}
+	if (c->out_full) {
+		c->out_full = false;
+		conn_reading(c, true);
+		conn_process(c);
+	}
+}
+
+static void
+conn_flush(struct conn *c)
+{
+	int n = evbuffer_get_length(c->out) ? evbuffer_write(c->out, c->fd) : 0;
+
+	if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		conn_close(c); /* the peer is gone */
+		return;
+	}
+	if (evbuffer_get_length(c->out)) {
+		if (!c->writing) {
+			c->writing = true;
+			event_add(&c->wr, &c->w->http->write_tv);
+		}
+		return;
+	}
+	if (c->writing) {
+		c->writing = false;
+		event_del(&c->wr);
+	}
+	conn_drained(c);
+}
+
+static void
+conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	if (what & EV_TIMEOUT) {
+		cm_log_warn("http: closing connection: write stalled for %d ms",
+			    c->w->http->cfg.write_timeout_ms);
+		conn_close(c);
+		return;
+	}
+	conn_flush(c);
 }
 
 static void
 conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	char *addr = NULL;
-	ev_uint16_t port = 0;
 
 	(void)fd;
 	(void)what;
 	if (c->magic != CONN_MAGIC)
 		return;
-	if (!c->attached) {
-		conn_attach(c);
+	if (!c->lingering && (c->in_len || c->responding))
+		cm_log_warn("http: closing connection: request not received "
+			    "within %d ms",
+			    c->w->http->cfg.read_timeout_ms);
+	conn_close(c);
+}
+
+/* A larger input buffer. Not while a request is being handled (its
+   strings point into the buffer); a parsed head is moved along. */
+static void
+conn_grow(struct conn *c, size_t cap)
+{
+	char *in = cm_xmalloc(cap);
+
+	if (c->in_len)
+		memcpy(in, c->in, c->in_len);
+	if (c->have_head)
+		cm_wire_head_rebase(c->head, c->in, in);
+	free(c->in);
+	c->in = in;
+	c->in_cap = cap;
+}
+
+/* Room to read into: grown up to the limit, a chunked body compacted. */
+static bool
+conn_room(struct conn *c)
+{
+	const struct cm_http_config *cfg = &c->w->http->cfg;
+	size_t max = cfg->max_header + cfg->max_body + IN_SPARE, cap;
+	struct cm_wire_chunks *k = &c->chunks;
+
+	if (c->in_cap - c->in_len >= 1024 ||
+	    (c->in_cap == max && c->in_len < max))
+		return true;
+	if (c->have_head && c->head->chunked && !c->responding &&
+	    k->pos > k->body + k->out) {
+		memmove(c->in + k->body + k->out, c->in + k->pos,
+			c->in_len - k->pos);
+		c->in_len -= k->pos - (k->body + k->out);
+		k->pos = k->body + k->out;
+		if (c->in_cap - c->in_len >= 1024)
+			return true;
+	}
+	if (c->responding || c->in_cap >= max)
+		return c->in_len <
+		       c->in_cap; /* no moving a request's strings */
+	cap = c->in_cap ? c->in_cap * 2 : IN_MIN;
+	conn_grow(c, cap < max ? cap : max);
+	return true;
+}
+
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	char junk[4096];
+	ssize_t n;
+
+	(void)what;
+	if (c->lingering) {
+		n = read(fd, junk, sizeof(junk));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			conn_close(c);
 		return;
 	}
-	if (!conn_idle(c)) {
-		evhttp_connection_get_peer(c->evcon, &addr, &port);
-		cm_log_warn("http: closing connection from %s: request not "
-			    "received within %d ms",
-			    addr ? addr : "?", c->w->http->cfg.read_timeout_ms);
+	if (!conn_room(c)) {
+		conn_reading(c, false); /* until this request is done */
+		return;
 	}
-	evhttp_connection_free(c->evcon); /* calls conn_closed */
+	n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		conn_process(c); /* woken for pipelined input */
+		return;
+	}
+	if (n <= 0) { /* the client is gone, or half-closed: done either way */
+		if (evbuffer_get_length(c->out) && !c->responding) {
+			c->closing = true;
+			c->lingering = true; /* nothing more to read */
+			conn_reading(c, false);
+			conn_write_soon(c);
+			return;
+		}
+		conn_close(c);
+		return;
+	}
+	c->in_len += (size_t)n;
+	conn_process(c);
+}
+
+static void
+conn_new(struct worker *w, int fd, const struct sockaddr_storage *ss,
+	 socklen_t len)
+{
+	struct conn *c = cm_xcalloc(1, sizeof(*c));
+	int one = 1;
+
+	c->out = evbuffer_new();
+	if (!c->out) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->magic = CONN_MAGIC;
+	c->w = w;
+	c->fd = fd;
+	memcpy(&c->peer, ss, len <= sizeof(c->peer) ? len : sizeof(c->peer));
+	c->peer_len = len;
+	/* replies leave in one write or in stream chunks: never hold a
+	   segment back for the client's delayed ACK */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	event_assign(&c->rd, w->base, fd, EV_READ | EV_PERSIST, conn_read_cb,
+		     c);
+	event_assign(&c->wr, w->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb,
+		     c);
+	evtimer_assign(&c->timer, w->base, conn_timer_cb, c);
+	conn_link(w, c);
+	conn_reading(c, true);
+	conn_request_begin(c);
+}
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct timeval pause = { 0, ACCEPT_PAUSE_MS * 1000 };
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int i, fd;
+
+	(void)what;
+	for (i = 0; i < ACCEPT_BATCH && !w->stopping; i++) {
+		len = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			conn_new(w, fd, &ss, len);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			cm_log_warn("http: accept: %s", strerror(errno));
+			event_del(w->listen_ev); /* EMFILE would spin */
+			evtimer_add(w->accept_pause_ev, &pause);
+		}
+		return;
+	}
+}
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (!w->stopping && w->listen_ev)
+		event_add(w->listen_ev, NULL);
+}
+
+static bool
+conn_idle(const struct conn *c)
+{
+	return c->lingering ||
+	       (!c->responding && !c->in_len && !evbuffer_get_length(c->out));
 }
 
 /* ---- writing at once ---------------------------------------------------
  *
- * A bufferevent writes only when its write event fires, so every reply
- * (and every request the proxy sends upstream) costs an epoll_ctl to ask
- * for writability, a trip through epoll_wait to hear it and another
- * epoll_ctl afterwards, and waits a loop round. Instead, whoever queues
- * output calls cm_http_write_soon_(): once the current round of callbacks
- * is done, the worker writes the bufferevent's output itself and, when the
- * socket took all of it, tells the owner (evhttp) through
- * bufferevent_trigger, just as the write event would have. Whatever the
- * socket does not take waits for the write event, as before; a bufferevent
- * freed meanwhile (held by a reference until then) or no longer writing is
- * left alone.
+ * Output queued during a round of callbacks (replies, and the requests
+ * the proxy sends upstream on evhttp connections) is written when the
+ * round is over, so every reply costs one writev and no wait for a write
+ * event. What a socket does not take waits for its write event. An
+ * upstream bufferevent is held by a reference until then and told
+ * through bufferevent_trigger when all of it went out, just as its write
+ * event would have.
  */
-
-static __thread struct worker *cur_worker; /* set on worker threads */
 
 void
 cm_http_write_soon_(struct bufferevent *bev)
@@ -781,8 +949,7 @@ cm_http_write_soon_(struct bufferevent *bev)
 		return; /* its write event writes it */
 	bufferevent_incref(bev);
 	w->write_q[w->write_n++] = bev;
-	if (w->write_n == 1)
-		event_active(w->write_ev, EV_TIMEOUT, 1);
+	write_armed(w);
 }
 
 static void
@@ -825,61 +992,40 @@ write_queue_run(struct worker *w, bool write)
 static void
 write_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct worker *w = arg;
+	struct conn *c;
+
 	(void)fd;
 	(void)what;
-	write_queue_run(arg, true);
-}
-
-/* ---- evhttp's own error pages ----------------------------------------- */
-
-struct fix_info {
-	int status;
-	const char *code;
-	const char *message;
-};
-
-static void
-fix_classify(const struct conn *c, int status, struct fix_info *fi)
-{
-	const struct cm_http_config *cfg = &c->w->http->cfg;
-	size_t head =
-		c->in_used + evbuffer_get_length(bufferevent_get_input(c->bev));
-
-	fi->status = status;
-	fi->code = status_code(status);
-	fi->message = "the request could not be processed";
-	if (status == 413) {
-		fi->message = "request body too large";
-	} else if (status == 400 && head > cfg->max_header) {
-		/* evhttp says 400 for both; the size tells them apart */
-		fi->status = 431;
-		fi->code = status_code(431);
-		fi->message = "request headers too large";
-	} else if (status == 400) {
-		fi->message = "malformed HTTP request";
-	} else if (status == 501) {
-		fi->message = "method not supported";
+	w->write_armed = false;
+	while (w->conn_n) { /* a flush may queue more, or close others */
+		c = w->conn_q[--w->conn_n];
+		c->queued = false;
+		conn_flush(c);
 	}
+	write_queue_run(w, true);
 }
 
-/* The whole response; returns the body length. */
+/* ---- answers of the server's own ------------------------------------- */
+
+/* The whole error response; returns the body length. */
 static size_t
-fix_render(const struct fix_info *fi, char minor, const char *id,
-	   struct cm_buf *out)
+refusal_render(int status, const char *message, int minor, const char *id,
+	       struct cm_buf *out)
 {
 	size_t len;
 	struct cm_buf body = CM_BUF_INIT(1024);
-	const char *reason = status_reason(fi->status);
+	const char *reason = status_reason(status);
 
 	cm_buf_puts(&body, "{\"error\":{\"code\":");
-	cm_buf_json_str(&body, fi->code);
+	cm_buf_json_str(&body, status_code(status));
 	cm_buf_puts(&body, ",\"message\":");
-	cm_buf_json_str(&body, fi->message);
+	cm_buf_json_str(&body, message);
 	cm_buf_puts(&body, ",\"request_id\":");
 	cm_buf_json_str(&body, id);
 	cm_buf_puts(&body, "}}");
 	cm_buf_printf(out,
-		      "HTTP/1.%c %d %s\r\n"
+		      "HTTP/1.%d %d %s\r\n"
 		      "Content-Type: application/json\r\n"
 		      "Content-Length: %zu\r\n"
 		      "Connection: close\r\n"
@@ -889,95 +1035,178 @@ fix_render(const struct fix_info *fi, char minor, const char *id,
 		      "Referrer-Policy: no-referrer\r\n"
 		      "Cache-Control: no-store\r\n"
 		      "Content-Security-Policy: " JSON_CSP "\r\n\r\n",
-		      minor == '0' ? '0' : '1', fi->status,
-		      reason ? reason : "Error", body.len, id);
+		      minor, status, reason ? reason : "Error", body.len, id);
 	cm_buf_add(out, body.data, body.len);
 	len = body.len;
 	cm_buf_release(&body);
 	return len;
 }
 
-/* Swap evhttp's answer (from fix_start on) for ours. */
+static const char *
+refusal_message(int status)
+{
+	switch (status) {
+	case 413:
+		return "request body too large";
+	case 431:
+		return "request headers too large";
+	case 417:
+		return "only Expect: 100-continue is supported";
+	case 501:
+		return "method not supported";
+	case 505:
+		return "HTTP version not supported";
+	default:
+		return "malformed HTTP request";
+	}
+}
+
+/* A request the framing refused: answer, read no further, close. */
 static void
-fix_replace(struct conn *c, struct evbuffer *out, const struct fix_info *fi,
-	    char minor)
+conn_refuse(struct conn *c, int status)
 {
 	struct cm_buf resp = CM_BUF_INIT(4096);
-	struct evbuffer *keep = NULL;
-	char id[37];
+	const char *message = refusal_message(status);
+	int minor = c->have_head ? c->head->minor : 1;
 	int64_t t0 = now_ns();
+	char id[37];
 	size_t len;
 
 	mint_uuid(c->w, id);
-	len = fix_render(fi, minor, id, &resp);
-	c->w->own_write = true;
-	if (c->fix_start) {
-		keep = evbuffer_new();
-		evbuffer_remove_buffer(out, keep, c->fix_start);
-	}
-	evbuffer_drain(out, evbuffer_get_length(out));
-	if (keep) {
-		evbuffer_add_buffer(out, keep);
-		evbuffer_free(keep);
-	}
-	evbuffer_add(out, resp.data, resp.len);
-	c->w->own_write = false;
+	len = refusal_render(status, message, minor, id, &resp);
+	evbuffer_add(c->out, resp.data, resp.len);
 	cm_buf_release(&resp);
-	cm_metrics_http_observe("unmatched", "OTHER", fi->status,
+	c->closing = true;
+	conn_reading(c, false);
+	evtimer_del(&c->timer);
+	conn_write_soon(c);
+	cm_metrics_http_observe("unmatched", "OTHER", status,
 				(double)(now_ns() - t0) / 1e9);
 	cm_log_set_context(id, NULL);
-	cm_log_info("- - %d 0.000ms %zuB (%s, answered for the parser)",
-		    fi->status, len, fi->message);
+	cm_log_info("- - %d 0.000ms %zuB (%s, answered for the parser)", status,
+		    len, message);
 	cm_log_set_context(NULL, NULL);
 }
 
-/* The status of the answer evhttp wrote at fix_start, or 0. */
+/* Is the request at the front of the input complete? 1 yes, 0 not yet,
+   or the status to refuse it with. */
 static int
-fix_status(struct conn *c, struct evbuffer *out, char *minor)
+conn_frame(struct conn *c)
 {
-	struct evbuffer_ptr pos;
-	char line[13] = "";
+	const struct cm_http_config *cfg = &c->w->http->cfg;
+	struct cm_wire_head *h;
+	size_t end, cl;
+	int rc;
 
-	if (evbuffer_ptr_set(out, &pos, c->fix_start, EVBUFFER_PTR_SET) < 0 ||
-	    evbuffer_copyout_from(out, &pos, line, 12) != 12)
-		return 0;
-	if (memcmp(line, "HTTP/1.", 7) || line[8] != ' ')
-		return 0;
-	*minor = line[7];
-	return (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-}
-
-static void
-conn_fix(struct conn *c)
-{
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	struct fix_info fi;
-	char minor = '1';
-	int status;
-
-	c->fix_pending = false;
-	/* a socket bufferevent keeps the front of its output frozen except
-	   while it writes; it unfreezes again before its next write */
-	evbuffer_unfreeze(out, 1);
-	status = fix_status(c, out, &minor);
-	if (status >= 400 && status <= 599) { /* 100 Continue passes */
-		fix_classify(c, status, &fi);
-		fix_replace(c, out, &fi, minor);
+	if (!c->have_head) {
+		end = cm_wire_head_end(c->in, c->in_len, &c->scan);
+		if (!end)
+			return c->in_len > cfg->max_header ? 431 : 0;
+		if (end > cfg->max_header)
+			return 431;
+		if (!c->head)
+			c->head = cm_xmalloc(sizeof(*c->head));
+		if ((rc = cm_wire_head_parse(c->in, end, c->head)))
+			return rc;
+		c->have_head = true;
+		c->continue_sent = false;
+		if (c->head->chunked)
+			cm_wire_chunks_init(&c->chunks, end);
+		else if (c->head->content_length > (int64_t)cfg->max_body)
+			return 413;
+		else if (c->head->content_length > 0 &&
+			 end + (size_t)c->head->content_length > c->in_cap)
+			/* the whole body at once, not by doublings */
+			conn_grow(c, end + (size_t)c->head->content_length +
+					     IN_SPARE);
 	}
-	evbuffer_freeze(out, 1);
+	h = c->head;
+	if (h->chunked) {
+		rc = cm_wire_chunks_step(c->in, c->in_len, cfg->max_body,
+					 cfg->max_header, &c->chunks);
+		if (rc == 1) {
+			c->body_off = c->chunks.body;
+			c->body_len = c->chunks.out;
+			c->req_end = c->chunks.pos;
+			return 1;
+		}
+		if (rc)
+			return rc;
+	} else {
+		cl = h->content_length > 0 ? (size_t)h->content_length : 0;
+		if (c->in_len - h->len >= cl) {
+			c->body_off = h->len;
+			c->body_len = cl;
+			c->req_end = h->len + cl;
+			return 1;
+		}
+	}
+	if (h->expect_continue && !c->continue_sent) {
+		c->continue_sent = true;
+		evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		conn_write_soon(c);
+	}
+	return 0;
 }
 
-static void
-fix_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker *w = arg;
-	struct conn *c;
+static void conn_dispatch(struct conn *c);
 
-	(void)fd;
-	(void)what;
-	for (c = w->conns; c; c = c->next)
-		if (c->fix_pending)
-			conn_fix(c);
+/* Handle every complete request in the input, in turn. */
+static void
+conn_process(struct conn *c)
+{
+	int rc;
+
+	while (!c->responding && !c->closing && c->in_len) {
+		if (evbuffer_get_length(c->out) > OUT_HIGH) {
+			c->out_full = true; /* a client not reading answers */
+			conn_reading(c, false);
+			return;
+		}
+		rc = conn_frame(c);
+		if (rc == 0) {
+			if (!c->reading && conn_room(c))
+				conn_reading(c, true);
+			return;
+		}
+		if (rc != 1) {
+			conn_refuse(c, rc);
+			return;
+		}
+		conn_dispatch(c);
+	}
+}
+
+/* The request's reply is queued (or its client gone): drop it from the
+   input and go on with the next. */
+static void
+conn_request_done(struct conn *c, bool keep, bool later)
+{
+	size_t rest = c->in_len - c->req_end;
+
+	c->responding = false;
+	c->have_head = false;
+	c->scan = 0;
+	if (rest)
+		memmove(c->in, c->in + c->req_end, rest);
+	c->in_len = rest;
+	c->req_end = 0;
+	if (!rest && c->in_cap > IN_KEEP) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+	if (!keep) {
+		c->closing = true;
+		conn_reading(c, false);
+	} else {
+		conn_request_begin(c);
+		if (!c->out_full)
+			conn_reading(c, true);
+		if (rest && later)
+			event_active(&c->rd, EV_READ, 1);
+	}
+	conn_write_soon(c);
 }
 
 /* ---- path and router -------------------------------------------------- */
@@ -997,14 +1226,16 @@ hexval(char c)
 /* Decode one raw segment at raw[*i] into both path (*p) and segment (*s)
    storage; false on a bad escape or an encoded NUL. */
 static bool
-segment_decode(const char *raw, size_t *i, char **p, char **s)
+segment_decode(const char *raw, size_t n, size_t *i, char **p, char **s)
 {
 	int hi, lo;
 	char ch;
 
-	while (raw[*i] && raw[*i] != '/') {
+	while (*i < n && raw[*i] != '/') {
 		ch = raw[*i];
 		if (ch == '%') {
+			if (*i + 2 >= n)
+				return false;
 			hi = hexval(raw[*i + 1]);
 			lo = hi < 0 ? -1 : hexval(raw[*i + 2]);
 			if (lo < 0 || (hi | lo) == 0)
@@ -1023,12 +1254,12 @@ segment_decode(const char *raw, size_t *i, char **p, char **s)
 
 /* Split and decode the raw path; false answers 400. */
 static bool
-path_decode(struct cm_req *req, const char *raw)
+path_decode(struct cm_req *req, const char *raw, size_t n)
 {
-	size_t n = strlen(raw), i = 1;
+	size_t i = 1;
 	char *p, *s;
 
-	if (raw[0] != '/')
+	if (!n || raw[0] != '/')
 		return false;
 	p = req->buf;
 	if (2 * n + 2 > sizeof(req->buf))
@@ -1044,11 +1275,11 @@ path_decode(struct cm_req *req, const char *raw)
 		} else {
 			req->too_deep = true;
 		}
-		if (!segment_decode(raw, &i, &p, &s)) {
+		if (!segment_decode(raw, n, &i, &p, &s)) {
 			req->path = NULL; /* cm_req_path: the raw one */
 			return false;
 		}
-		if (raw[i] != '/')
+		if (i >= n || raw[i] != '/')
 			break;
 		*p++ = '/';
 		i++;
@@ -1160,34 +1391,46 @@ origin_allowed(const struct cm_req *req)
 	return NULL;
 }
 
-/* Date, X-Request-ID and the constant security headers go out as ONE
-   header entry. evhttp formats every header with its own printf and three
-   allocations (and the Date with gmtime), which made up a third of the
-   cost of a small reply. The entry is added with filler text of the
-   right length (evhttp refuses CR LF in values), then overwritten in
-   place; its key is "Date" so that evhttp adds no second one. Only
-   validated or constant text goes in (the request id is [A-Za-z0-9._-]). */
-#define X8 "xxxxxxxx"
-#define X64 X8 X8 X8 X8 X8 X8 X8 X8
-static const char filler[] = X64 X64 X64 X64 X64 X64 X64 X64;
-
 #define SEC_HEADERS                           \
 	"X-Content-Type-Options: nosniff\r\n" \
 	"X-Frame-Options: DENY\r\n"           \
-	"Referrer-Policy: no-referrer"
-#define SEC_HEADERS_JSON                  \
-	"\r\nCache-Control: no-store\r\n" \
-	"Content-Security-Policy: " JSON_CSP
+	"Referrer-Policy: no-referrer\r\n"
+#define SEC_HEADERS_JSON              \
+	"Cache-Control: no-store\r\n" \
+	"Content-Security-Policy: " JSON_CSP "\r\n"
 
-static size_t
-put(char *dst, size_t pos, size_t cap, const char *s)
+/* A response head being built on the stack (status line and the
+   server's own headers are bounded; what handlers set goes separately). */
+struct head_buf {
+	char d[1536];
+	size_t n;
+};
+
+static void
+hb_puts(struct head_buf *b, const char *s)
 {
 	size_t n = strlen(s);
 
-	if (pos + n >= cap)
-		return cap;
-	memcpy(dst + pos, s, n + 1);
-	return pos + n;
+	if (b->n + n < sizeof(b->d)) {
+		memcpy(b->d + b->n, s, n);
+		b->n += n;
+	}
+}
+
+static void
+hb_num(struct head_buf *b, uint64_t v, unsigned base)
+{
+	char tmp[24];
+	int i = (int)sizeof(tmp);
+
+	do {
+		tmp[--i] = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	if (b->n + sizeof(tmp) - (size_t)i < sizeof(b->d)) {
+		memcpy(b->d + b->n, tmp + i, sizeof(tmp) - (size_t)i);
+		b->n += sizeof(tmp) - (size_t)i;
+	}
 }
 
 static const char *
@@ -1205,47 +1448,69 @@ worker_date(struct worker *w)
 	return w->date;
 }
 
-static void
-headers_block(struct cm_req *req, struct evkeyvalq *h, bool json)
-{
-	char v[sizeof(filler)];
-	size_t n = 0, cap = sizeof(v);
-	struct evkeyval *kv;
+enum framing {
+	F_LENGTH,
+	F_NONE,
+	F_CHUNKED,
+	F_CLOSE
+};
 
-	n = put(v, n, cap, worker_date(req->w));
-	n = put(v, n, cap, "\r\nX-Request-ID: ");
-	n = put(v, n, cap, req->id);
-	n = put(v, n, cap, "\r\n" SEC_HEADERS);
-	if (json)
-		n = put(v, n, cap, SEC_HEADERS_JSON);
-	if (req->w->http->norigins)
-		n = put(v, n, cap, "\r\nVary: Origin");
-	if (n >= cap) /* cannot happen: the parts are bounded */
-		return;
-	evhttp_add_header(h, "Date", filler + (sizeof(filler) - 1 - n));
-	kv = TAILQ_LAST(h, evkeyvalq);
-	if (kv && !strcmp(kv->key, "Date") && strlen(kv->value) == n)
-		memcpy(kv->value, v, n);
-}
-
+/* Status line and headers into c's output; decides whether the
+   connection stays open after this exchange. */
 static void
-headers_common(struct cm_req *req, bool json)
+head_write(struct cm_req *req, int status, const char *ctype, bool json,
+	   enum framing fr, size_t clen)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req->ev);
+	struct conn *c = req->conn;
+	const char *reason = status_reason(status);
 	const char *origin = origin_allowed(req);
+	struct head_buf b;
+	int minor = req->head ? req->head->minor : 1;
 
-	headers_block(req, h, json);
-	if (origin) {
-		evhttp_add_header(h, "Access-Control-Allow-Origin", origin);
-		evhttp_add_header(h, "Access-Control-Allow-Credentials",
-				  "true");
-		evhttp_add_header(h, "Access-Control-Expose-Headers",
-				  "X-Request-ID");
+	c->keep = req->head && req->head->keep_alive && fr != F_CLOSE &&
+		  !req->w->stopping &&
+		  !atomic_load_explicit(&req->w->http->stopped,
+					memory_order_relaxed);
+	b.n = 0;
+	hb_puts(&b, minor ? "HTTP/1.1 " : "HTTP/1.0 ");
+	hb_num(&b, (uint64_t)status, 10);
+	hb_puts(&b, " ");
+	hb_puts(&b, reason ? reason : "Unknown");
+	hb_puts(&b, "\r\nDate: ");
+	hb_puts(&b, worker_date(req->w));
+	hb_puts(&b, "\r\nX-Request-ID: ");
+	hb_puts(&b, req->id);
+	hb_puts(&b, "\r\n" SEC_HEADERS);
+	if (json)
+		hb_puts(&b, SEC_HEADERS_JSON);
+	if (req->w->http->norigins)
+		hb_puts(&b, "Vary: Origin\r\n");
+	if (origin && strlen(origin) < 512) {
+		hb_puts(&b, "Access-Control-Allow-Origin: ");
+		hb_puts(&b, origin);
+		hb_puts(&b, "\r\nAccess-Control-Allow-Credentials: true\r\n"
+			    "Access-Control-Expose-Headers: X-Request-ID\r\n");
 	}
-	/* the worker may not have seen the stop yet: its handler ran */
-	if (req->w->stopping ||
-	    atomic_load_explicit(&req->w->http->stopped, memory_order_relaxed))
-		evhttp_add_header(h, "Connection", "close");
+	if (ctype && strlen(ctype) < 256) {
+		hb_puts(&b, "Content-Type: ");
+		hb_puts(&b, ctype);
+		hb_puts(&b, "\r\n");
+	}
+	if (fr == F_LENGTH) {
+		hb_puts(&b, "Content-Length: ");
+		hb_num(&b, clen, 10);
+		hb_puts(&b, "\r\n");
+	} else if (fr == F_CHUNKED) {
+		hb_puts(&b, "Transfer-Encoding: chunked\r\n");
+	}
+	if (!c->keep)
+		hb_puts(&b, "Connection: close\r\n");
+	else if (minor == 0)
+		hb_puts(&b, "Connection: keep-alive\r\n");
+	evbuffer_add(c->out, b.d, b.n);
+	if (req->xh_len)
+		evbuffer_add(c->out, req->xh, req->xh_len);
+	evbuffer_add(c->out, "\r\n", 2);
 }
 
 static void deferred_finish(struct cm_req *req);
@@ -1256,44 +1521,30 @@ status_has_body(int status)
 	return status >= 200 && status != 204 && status != 304;
 }
 
-/* The one place a reply leaves: headers, body, evhttp_send_reply. */
+/* The one place a reply leaves. */
 static void
 reply_send(struct cm_req *req, int status, const char *ctype, const void *body,
 	   size_t len)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req->ev);
-	struct evbuffer *out = evhttp_request_get_output_buffer(req->ev);
-	struct evhttp_connection *evcon;
-	struct bufferevent *bev;
-	char clen[32];
 	bool json = ctype && !strncmp(ctype, "application/json", 16);
+	bool has_body = status_has_body(status);
 
 	if (req->replied || req->streaming)
 		return;
 	req->replied = true;
 	req->status = status;
-	if (!req->ev) { /* the client is gone and evhttp freed its request */
+	if (!req->conn) { /* the client is gone */
 		deferred_finish(req);
 		return;
 	}
-	if (!status_has_body(status))
+	if (!has_body)
 		len = 0;
 	req->bytes = len;
-	headers_common(req, json);
-	if (ctype && status_has_body(status))
-		evhttp_add_header(h, "Content-Type", ctype);
-	if (req->mbit == M_HEAD && status_has_body(status)) {
-		snprintf(clen, sizeof(clen), "%zu", len);
-		evhttp_add_header(h, "Content-Length", clen);
-	} else if (len) {
-		evbuffer_add(out, body, len);
-	}
-	evcon = evhttp_request_get_connection(req->ev);
-	bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-	req->w->own_write = true;
-	evhttp_send_reply(req->ev, status, status_reason(status), NULL);
-	req->w->own_write = false;
-	cm_http_write_soon_(bev);
+	head_write(req, status, has_body ? ctype : NULL, json,
+		   has_body ? F_LENGTH : F_NONE, len);
+	if (len && req->mbit != M_HEAD)
+		evbuffer_add(req->conn->out, body, len);
+	conn_write_soon(req->conn);
 	if (req->on_heap)
 		deferred_finish(req);
 }
@@ -1374,13 +1625,38 @@ cm_req_reply(struct cm_req *req, int status, const char *content_type,
 	reply_send(req, status, content_type, body, len);
 }
 
+#define XH_MAX (64 * 1024) /* response headers a handler may set */
+
 void
 cm_req_set_header(struct cm_req *req, const char *name, const char *value)
 {
-	if (req->replied || req->streaming || !req->ev || !name || !value)
+	size_t nn, nv, need, cap;
+
+	if (req->replied || req->streaming || !req->conn || !name || !value ||
+	    !*name || strpbrk(name, "\r\n: \t") || strpbrk(value, "\r\n"))
 		return;
-	evhttp_add_header(evhttp_request_get_output_headers(req->ev), name,
-			  value);
+	nn = strlen(name);
+	nv = strlen(value);
+	need = req->xh_len + nn + nv + 4;
+	if (need > XH_MAX) {
+		cm_log_warn(
+			"http: response header %.64s dropped: over %d bytes "
+			"of headers",
+			name, XH_MAX);
+		return;
+	}
+	if (need > req->xh_cap) {
+		cap = req->xh_cap ? req->xh_cap * 2 : 256;
+		while (cap < need)
+			cap *= 2;
+		req->xh = cm_xrealloc(req->xh, cap);
+		req->xh_cap = cap;
+	}
+	memcpy(req->xh + req->xh_len, name, nn);
+	memcpy(req->xh + req->xh_len + nn, ": ", 2);
+	memcpy(req->xh + req->xh_len + nn + 2, value, nv);
+	memcpy(req->xh + req->xh_len + nn + 2 + nv, "\r\n", 2);
+	req->xh_len = need;
 }
 
 int
@@ -1445,9 +1721,7 @@ cm_req_path(const struct cm_req *req)
 const char *
 cm_req_uri(const struct cm_req *req)
 {
-	const char *u = req->ev ? evhttp_request_get_uri(req->ev) : NULL;
-
-	return u ? u : "";
+	return req->raw_path ? req->raw_path : "";
 }
 
 const struct cm_route *
@@ -1484,14 +1758,13 @@ cm_req_query(struct cm_req *req, const char *name)
 	const char *q;
 
 	if (!req->query_parsed) {
-		if (!req->ev)
+		if (!req->head)
 			return NULL;
 		req->query_parsed = true;
 		TAILQ_INIT(&req->query);
-		q = evhttp_uri_get_query(
-			evhttp_request_get_evhttp_uri(req->ev));
-		if (q)
-			evhttp_parse_query_str(q, &req->query);
+		q = req->raw_path + req->raw_path_len;
+		if (*q == '?')
+			evhttp_parse_query_str(q + 1, &req->query);
 	}
 	return name ? evhttp_find_header(&req->query, name) : NULL;
 }
@@ -1499,10 +1772,9 @@ cm_req_query(struct cm_req *req, const char *name)
 const char *
 cm_req_header(const struct cm_req *req, const char *name)
 {
-	if (!req->ev)
+	if (!req->head || !name)
 		return NULL;
-	return evhttp_find_header(evhttp_request_get_input_headers(req->ev),
-				  name);
+	return cm_wire_find(req->head->hdrs, req->head->nhdrs, name);
 }
 
 /* Lowercased host without the port; "" when absent or unusable. */
@@ -1549,26 +1821,31 @@ cm_req_id(const struct cm_req *req)
 const char *
 cm_req_peer(const struct cm_req *req)
 {
-	struct evhttp_connection *evcon =
-		req->ev ? evhttp_request_get_connection(req->ev) : NULL;
-	char *addr = NULL;
-	ev_uint16_t port = 0;
+	struct cm_req *r = (struct cm_req *)req; /* filled once, on demand */
+	const struct sockaddr_storage *ss;
 
-	if (!evcon)
-		return "";
-	evhttp_connection_get_peer(evcon, &addr, &port);
-	return addr ? addr : "";
+	if (r->peer_done)
+		return r->peer;
+	r->peer_done = true;
+	r->peer[0] = '\0';
+	if (!r->conn)
+		return r->peer;
+	ss = &r->conn->peer;
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
+			  r->peer, sizeof(r->peer));
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)ss)->sin6_addr,
+			  r->peer, sizeof(r->peer));
+	return r->peer;
 }
 
 void
 cm_req_body(const struct cm_req *req, const char **data, size_t *len)
 {
-	struct evbuffer *in =
-		req->ev ? evhttp_request_get_input_buffer(req->ev) : NULL;
-	size_t n = in ? evbuffer_get_length(in) : 0;
-
-	*len = n;
-	*data = n ? (const char *)evbuffer_pullup(in, -1) : "";
+	*len = req->body_len;
+	*data = req->body_len ? req->body : "";
 }
 
 /* application/json, any case, optionally followed by parameters. */
@@ -1677,22 +1954,40 @@ request_id_ok(const char *s)
 	return n > 0;
 }
 
-static void
-req_init(struct cm_req *req, struct worker *w, struct evhttp_request *ev)
+/* Where the path starts in a request target: origin form "/p?q", or
+   absolute form "http://host/p?q" (whose path may be empty: 400). */
+static const char *
+target_path(const char *t)
 {
-	const struct method *m = method_by_cmd(evhttp_request_get_command(ev));
+	if (t[0] == '/')
+		return t;
+	if (!strncasecmp(t, "http://", 7))
+		t += 7;
+	else if (!strncasecmp(t, "https://", 8))
+		t += 8;
+	else
+		return t;
+	return t + strcspn(t, "/?");
+}
+
+static void
+req_init(struct cm_req *req, struct worker *w, struct conn *c)
+{
+	const struct method *m = method_by_name(c->head->method);
 	const char *rid;
 
 	memset(req, 0, offsetof(struct cm_req, segs));
 	req->magic = REQ_MAGIC;
 	req->t0_ns = now_ns();
 	req->w = w;
-	req->ev = ev;
+	req->conn = c;
+	req->head = c->head;
+	req->body = c->in + c->body_off;
+	req->body_len = c->body_len;
 	req->method = m ? m->name : "OTHER";
 	req->mbit = m ? m->bit : 0;
-	req->raw_path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(ev));
-	if (!req->raw_path)
-		req->raw_path = "";
+	req->raw_path = target_path(c->head->target);
+	req->raw_path_len = strcspn(req->raw_path, "?");
 	rid = cm_req_header(req, "X-Request-ID");
 	if (request_id_ok(rid))
 		cm_strlcpy(req->id, rid, sizeof(req->id));
@@ -1708,6 +2003,12 @@ req_release(struct cm_req *req)
 		evhttp_clear_headers(&req->query);
 	free(req->heap);
 	req->heap = NULL;
+	free(req->xh);
+	req->xh = NULL;
+	free(req->own_in);
+	req->own_in = NULL;
+	free(req->own_head);
+	req->own_head = NULL;
 	req->magic = 0;
 }
 
@@ -1722,12 +2023,11 @@ is_preflight(const struct cm_req *req)
 static void
 answer_options(struct cm_req *req, unsigned allowed)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req->ev);
 	struct cm_buf allow = CM_BUF_INIT(256);
 
 	allow_list(allowed, &allow);
 	if (!is_preflight(req)) {
-		evhttp_add_header(h, "Allow", cm_buf_str(&allow));
+		cm_req_set_header(req, "Allow", cm_buf_str(&allow));
 		reply_send(req, 204, NULL, NULL, 0);
 	} else if (!origin_allowed(req)) {
 		cm_req_fail(req, 403, "origin_not_allowed",
@@ -1735,11 +2035,11 @@ answer_options(struct cm_req *req, unsigned allowed)
 			    "not allowed");
 		reply_error(req, 403);
 	} else {
-		evhttp_add_header(h, "Access-Control-Allow-Methods",
+		cm_req_set_header(req, "Access-Control-Allow-Methods",
 				  cm_buf_str(&allow));
-		evhttp_add_header(h, "Access-Control-Allow-Headers",
+		cm_req_set_header(req, "Access-Control-Allow-Headers",
 				  CORS_ALLOW_HEADERS);
-		evhttp_add_header(h, "Access-Control-Max-Age", CORS_MAX_AGE);
+		cm_req_set_header(req, "Access-Control-Max-Age", CORS_MAX_AGE);
 		reply_send(req, 204, NULL, NULL, 0);
 	}
 	cm_buf_release(&allow);
@@ -1751,8 +2051,7 @@ answer_405(struct cm_req *req, unsigned allowed)
 	struct cm_buf allow = CM_BUF_INIT(256);
 
 	allow_list(allowed, &allow);
-	evhttp_add_header(evhttp_request_get_output_headers(req->ev), "Allow",
-			  cm_buf_str(&allow));
+	cm_req_set_header(req, "Allow", cm_buf_str(&allow));
 	cm_req_fail(req, 405, "method_not_allowed",
 		    "%s is not allowed here; allowed: %s", req->method,
 		    cm_buf_str(&allow));
@@ -1782,17 +2081,10 @@ static void
 dispatch(struct cm_req *req)
 {
 	const struct cm_http *http = req->w->http;
-	struct evbuffer *in = evhttp_request_get_input_buffer(req->ev);
 	unsigned allowed = 0;
 	int rc;
 
-	if (evbuffer_get_length(in) > http->cfg.max_body) { /* evhttp did */
-		cm_req_fail(req, 413, "payload_too_large",
-			    "request body too large");
-		reply_error(req, 413);
-		return;
-	}
-	if (!path_decode(req, req->raw_path)) {
+	if (!path_decode(req, req->raw_path, req->raw_path_len)) {
 		cm_req_fail(req, 400, "bad_request", "malformed request path");
 		reply_error(req, 400);
 		return;
@@ -1818,36 +2110,6 @@ dispatch(struct cm_req *req)
 	}
 }
 
-static struct conn *
-conn_of(struct worker *w, struct evhttp_request *ev)
-{
-	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-	struct bufferevent *bev;
-	evutil_socket_t fd;
-	struct conn *c;
-
-	if (!evcon)
-		return NULL;
-	bev = evhttp_connection_get_bufferevent(evcon);
-	fd = bev ? bufferevent_getfd(bev) : -1;
-	if (fd < 0 || (size_t)fd >= w->nby_fd)
-		return NULL;
-	c = w->by_fd[fd];
-	return c && c->evcon == evcon ? c : NULL;
-}
-
-static void
-on_complete(struct evhttp_request *ev, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)ev;
-	if (c->magic != CONN_MAGIC)
-		return;
-	c->responding = false;
-	conn_request_begin(c);
-}
-
 static void
 req_finish(struct cm_req *req)
 {
@@ -1862,20 +2124,15 @@ req_finish(struct cm_req *req)
 	req_release(req);
 }
 
-/* evhttp_set_gencb: every request that evhttp parsed comes here. */
+/* A complete request at the front of c's input: run it. */
 static void
-on_request(struct evhttp_request *ev, void *arg)
+conn_dispatch(struct conn *c)
 {
-	struct worker *w = arg;
 	struct cm_req req;
 
-	req_init(&req, w, ev);
-	req.conn = conn_of(w, ev);
-	if (req.conn) {
-		req.conn->responding = true;
-		evtimer_del(&req.conn->timer);
-		evhttp_request_set_on_complete_cb(ev, on_complete, req.conn);
-	}
+	c->responding = true;
+	evtimer_del(&c->timer);
+	req_init(&req, c->w, c);
 	cm_metrics_gauge_add(IN_FLIGHT, IN_FLIGHT_HELP, NULL, 1);
 	dispatch(&req);
 	if (req.deferred) { /* the heap copy finishes it */
@@ -1890,6 +2147,7 @@ on_request(struct evhttp_request *ev, void *arg)
 	}
 	cm_metrics_gauge_add(IN_FLIGHT, IN_FLIGHT_HELP, NULL, -1);
 	req_finish(&req);
+	conn_request_done(c, c->keep, false);
 }
 
 /* ---- deferred replies and streams -------------------------------------- */
@@ -1925,6 +2183,7 @@ cm_req_defer(struct cm_req *req)
 		d->query_parsed = false;
 	}
 	req->heap = NULL; /* the path storage is d's now */
+	req->xh = NULL;	  /* and so are the headers set */
 	req->deferred = true;
 	d->deferred = true;
 	d->on_heap = true;
@@ -1973,6 +2232,7 @@ static void
 deferred_finish(struct cm_req *req)
 {
 	struct worker *w = req->w;
+	struct conn *c = req->conn;
 
 	if (req->dprev)
 		req->dprev->dnext = req->dnext;
@@ -1994,11 +2254,12 @@ deferred_finish(struct cm_req *req)
 	cm_metrics_gauge_add(IN_FLIGHT, IN_FLIGHT_HELP, NULL, -1);
 	req_finish(req);
 	free(req);
+	if (c) /* its strings are gone: on to the next request */
+		conn_request_done(c, c->keep, true);
 }
 
 /* The connection of a deferred request closes (client gone, timeout,
-   teardown). evhttp frees the request with the connection unless it
-   detached it first (an EOF or error while we held it). */
+   teardown): the request keeps the buffers its strings point into. */
 static void
 deferred_gone(struct conn *c)
 {
@@ -2007,8 +2268,11 @@ deferred_gone(struct conn *c)
 	c->deferred = NULL;
 	req->conn = NULL;
 	req->gone = true;
-	if (req->ev && evhttp_request_get_connection(req->ev))
-		req->ev = NULL;
+	req->own_in = c->in;
+	req->own_head = c->head;
+	c->in = NULL;
+	c->in_cap = c->in_len = 0;
+	c->head = NULL;
 	deferred_close_cb(req);
 }
 
@@ -2024,8 +2288,8 @@ deferred_stopping(struct worker *w)
 	}
 }
 
-/* After evhttp_free: owners get their close call, then what is left is
-   freed (its evhttp request went with evhttp). */
+/* After every connection closed: owners get their close call, then what
+   is left is freed. */
 static void
 deferred_teardown(struct worker *w)
 {
@@ -2033,7 +2297,6 @@ deferred_teardown(struct worker *w)
 
 	while ((req = w->deferred)) {
 		req->gone = true;
-		req->ev = NULL;
 		req->conn = NULL;
 		deferred_close_cb(req);
 		if (w->deferred == req) {
@@ -2166,46 +2429,45 @@ cm_req_wait(struct cm_req *req, cm_req_tick_fn fn, void *arg)
 int
 cm_req_stream_begin(struct cm_req *req, int status, const char *content_type)
 {
-	struct evkeyvalq *h;
-
 	if (!req->on_heap || req->replied || req->streaming || status < 200 ||
 	    !status_has_body(status))
 		return CM_EINVAL;
-	if (!req->ev || req->gone)
+	if (!req->conn || req->gone)
 		return CM_EPIPE;
 	req->streaming = true;
 	req->status = status;
-	h = evhttp_request_get_output_headers(req->ev);
-	headers_common(req, false);
-	if (content_type)
-		evhttp_add_header(h, "Content-Type", content_type);
-	req->w->own_write = true;
-	evhttp_send_reply_start(req->ev, status, status_reason(status));
-	req->w->own_write = false;
+	/* HTTP/1.0 has no chunks: the end of the stream closes */
+	req->chunked = req->head && req->head->minor == 1;
+	head_write(req, status, content_type, false,
+		   req->chunked ? F_CHUNKED : F_CLOSE, 0);
+	conn_write_soon(req->conn);
 	return 0;
 }
 
 int
 cm_req_stream_write(struct cm_req *req, const void *data, size_t len)
 {
-	struct evbuffer *b;
+	struct evbuffer *out;
+	struct head_buf b;
 
 	if (!req->streaming || req->replied)
 		return CM_EINVAL;
-	if (!req->ev || req->gone)
+	if (!req->conn || req->gone)
 		return CM_EPIPE;
 	if (!len)
 		return 0;
-	b = evbuffer_new();
-	if (!b || evbuffer_add(b, data, len)) {
-		if (b)
-			evbuffer_free(b);
-		return CM_ENOMEM;
+	out = req->conn->out;
+	if (req->chunked) {
+		b.n = 0;
+		hb_num(&b, len, 16);
+		hb_puts(&b, "\r\n");
+		evbuffer_add(out, b.d, b.n);
 	}
-	req->w->own_write = true;
-	evhttp_send_reply_chunk(req->ev, b);
-	req->w->own_write = false;
-	evbuffer_free(b);
+	if (evbuffer_add(out, data, len))
+		return CM_ENOMEM;
+	if (req->chunked)
+		evbuffer_add(out, "\r\n", 2);
+	conn_write_soon(req->conn);
 	req->bytes += len;
 	return 0;
 }
@@ -2213,12 +2475,7 @@ cm_req_stream_write(struct cm_req *req, const void *data, size_t len)
 size_t
 cm_req_stream_pending(const struct cm_req *req)
 {
-	struct evhttp_connection *evcon =
-		req->ev ? evhttp_request_get_connection(req->ev) : NULL;
-	struct bufferevent *bev =
-		evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-
-	return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+	return req->conn ? evbuffer_get_length(req->conn->out) : 0;
 }
 
 void
@@ -2233,18 +2490,18 @@ cm_req_stream_end(struct cm_req *req)
 		return;
 	}
 	req->replied = true;
-	if (req->ev) {
-		req->w->own_write = true;
-		evhttp_send_reply_end(req->ev); /* frees a detached request */
-		req->w->own_write = false;
+	if (req->conn && req->chunked) {
+		evbuffer_add(req->conn->out, "0\r\n\r\n", 5);
+		conn_write_soon(req->conn);
 	}
 	deferred_finish(req);
 }
 
-struct evhttp_request *
-cm_http_req_ev_(const struct cm_req *req)
+const struct cm_wire_hdr *
+cm_http_req_headers_(const struct cm_req *req, int *n)
 {
-	return req->ev;
+	*n = req->head ? req->head->nhdrs : 0;
+	return req->head ? req->head->hdrs : NULL;
 }
 
 struct event_base *
@@ -2285,7 +2542,7 @@ drain_step(struct worker *w)
 	for (c = w->conns; c; c = next) {
 		next = c->next;
 		if (conn_idle(c))
-			evhttp_connection_free(c->evcon); /* frees c */
+			conn_close(c);
 		else
 			busy = true;
 	}
@@ -2311,7 +2568,16 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 	drain_step(arg);
 }
 
-static void deferred_stopping(struct worker *w);
+static void
+listener_close(struct worker *w)
+{
+	if (w->listen_ev)
+		event_free(w->listen_ev);
+	w->listen_ev = NULL;
+	if (w->listen_fd >= 0)
+		close(w->listen_fd);
+	w->listen_fd = -1;
+}
 
 static void
 wake_cb(evutil_socket_t fd, short what, void *arg)
@@ -2323,34 +2589,20 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	if (read(fd, &v, sizeof(v)) < 0 || w->stopping)
 		return;
 	w->stopping = true;
-	if (w->bound) {
-		evhttp_del_accept_socket(w->evh, w->bound);
-		w->bound = NULL;
-	}
+	listener_close(w);
 	w->drain_deadline_ms = cm_now_ms() + w->http->cfg.drain_timeout_ms;
 	deferred_stopping(w);
 	drain_step(w);
 }
 
-static void deferred_teardown(struct worker *w);
-
 static void
 worker_teardown(struct worker *w)
 {
-	struct conn *c, *next;
-
-	for (c = w->conns; c; c = next) { /* closecbs must be in place */
-		next = c->next;
-		if (!c->attached)
-			conn_attach(c);
-	}
-	if (w->evh)
-		evhttp_free(w->evh); /* closes every connection */
-	w->evh = NULL;
-	w->bound = NULL;
 	while (w->conns)
-		conn_release(w->conns);
+		conn_close(w->conns);
+	listener_close(w);
 	write_queue_run(w, false);
+	w->conn_n = 0;
 	deferred_teardown(w);
 	while (w->nat_exit > 0) {
 		w->nat_exit--;
@@ -2363,17 +2615,14 @@ worker_teardown(struct worker *w)
 	w->signal_ev = NULL;
 	if (w->drain_ev)
 		event_free(w->drain_ev);
-	if (w->fix_ev)
-		event_free(w->fix_ev);
 	if (w->write_ev)
 		event_free(w->write_ev);
-	w->wake_ev = w->drain_ev = w->fix_ev = w->write_ev = NULL;
+	if (w->accept_pause_ev)
+		event_free(w->accept_pause_ev);
+	w->wake_ev = w->drain_ev = w->write_ev = w->accept_pause_ev = NULL;
 	if (w->base)
 		event_base_free(w->base);
 	w->base = NULL;
-	free(w->by_fd);
-	w->by_fd = NULL;
-	w->nby_fd = 0;
 }
 
 static void *
@@ -2439,24 +2688,8 @@ bound_port(int fd)
 	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-static void
-worker_evhttp(struct cm_http *http, struct worker *w)
-{
-	const struct cm_http_config *c = &http->cfg;
-
-	evhttp_set_gencb(w->evh, on_request, w);
-	evhttp_set_bevcb(w->evh, conn_new_bev, w);
-	evhttp_set_allowed_methods(
-		w->evh, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-				EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
-				EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
-	evhttp_set_max_body_size(w->evh, (ev_ssize_t)c->max_body);
-	evhttp_set_max_headers_size(w->evh, (ev_ssize_t)c->max_header);
-	evhttp_set_timeout_tv(w->evh, &http->read_tv);
-}
-
-/* Event base, evhttp and events of one worker around its listener fd
-   (owned from here on, also on failure). */
+/* Event base and events of one worker around its listener fd (owned from
+   here on, also on failure). */
 static int
 worker_init(struct cm_http *http, struct worker *w, int fd,
 	    char errbuf[CM_ERRBUF_LEN])
@@ -2464,9 +2697,9 @@ worker_init(struct cm_http *http, struct worker *w, int fd,
 	struct event_config *ec = event_config_new();
 
 	w->http = http;
-	/* one thread per base: no locks. evhttp switches read and write
-	   interest several times per request: let epoll see only the net
-	   change once per loop turn (we never dup a watched fd) */
+	w->listen_fd = fd;
+	/* one thread per base: no locks; let epoll see only the net change
+	   of an event once per loop turn (we never dup a watched fd) */
 	if (ec)
 		event_config_set_flag(
 			ec, EVENT_BASE_FLAG_NOLOCK |
@@ -2474,14 +2707,14 @@ worker_init(struct cm_http *http, struct worker *w, int fd,
 	w->base = ec ? event_base_new_with_config(ec) : NULL;
 	if (ec)
 		event_config_free(ec);
-	w->evh = w->base ? evhttp_new(w->base) : NULL;
-	w->bound = w->evh ? evhttp_accept_socket_with_handle(w->evh, fd) : NULL;
-	if (!w->bound) {
-		close(fd);
+	if (!w->base) {
+		listener_close(w);
 		snprintf(errbuf, CM_ERRBUF_LEN, "libevent set-up failed");
 		return CM_EIO;
 	}
-	worker_evhttp(http, w);
+	w->listen_ev =
+		event_new(w->base, fd, EV_READ | EV_PERSIST, accept_cb, w);
+	w->accept_pause_ev = evtimer_new(w->base, accept_resume_cb, w);
 	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	w->wake_ev = w->wake_fd >= 0
 			     ? event_new(w->base, w->wake_fd,
@@ -2493,10 +2726,10 @@ worker_init(struct cm_http *http, struct worker *w, int fd,
 					   EV_READ | EV_PERSIST, signal_cb, w)
 			       : NULL;
 	w->drain_ev = evtimer_new(w->base, drain_cb, w);
-	w->fix_ev = event_new(w->base, -1, 0, fix_cb, w);
 	w->write_ev = event_new(w->base, -1, 0, write_cb, w);
-	if (!w->wake_ev || !w->signal_ev || !w->drain_ev || !w->fix_ev ||
-	    !w->write_ev || event_add(w->wake_ev, NULL) ||
+	if (!w->listen_ev || !w->accept_pause_ev || !w->wake_ev ||
+	    !w->signal_ev || !w->drain_ev || !w->write_ev ||
+	    event_add(w->listen_ev, NULL) || event_add(w->wake_ev, NULL) ||
 	    event_add(w->signal_ev, NULL)) {
 		snprintf(errbuf, CM_ERRBUF_LEN, "libevent set-up failed");
 		return CM_EIO;

@@ -9,12 +9,13 @@
 #include "common/http.h"
 
 struct bufferevent;
+struct cm_wire_hdr;
 struct event_base;
-struct evhttp_request;
 
-/* cm_http_req_ev_ - the evhttp request behind req; NULL once the client is
-   gone and evhttp freed it. */
-struct evhttp_request *cm_http_req_ev_(const struct cm_req *req);
+/* cm_http_req_headers_ - the request's headers, as received (*n of them;
+   valid as long as req). */
+const struct cm_wire_hdr *cm_http_req_headers_(const struct cm_req *req,
+					       int *n);
 /* cm_http_req_base_ - the event loop of the worker handling req. */
 struct event_base *cm_http_req_base_(const struct cm_req *req);
 /* cm_http_worker_base_ - the calling worker thread's loop, or NULL off a
@@ -24,7 +25,7 @@ struct event_base *cm_http_worker_base_(void);
    connections are closed and before its loop is freed (up to 4 per
    worker). 0, or CM_ENOSPC off a worker thread or when full. */
 int cm_http_worker_at_exit_(void (*fn)(void *arg), void *arg);
-/* cm_http_write_soon_ - bev has output queued (a reply, a request to an
+/* cm_http_write_soon_ - bev has output queued (a request to an
    upstream): write it when this round of callbacks is over instead of
    waiting for its write event, and run its write callback as the event
    would have when all of it went out. Off a worker thread, a no-op. */

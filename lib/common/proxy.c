@@ -16,6 +16,7 @@
  */
 #include "common/proxy.h"
 #include "http_internal.h"
+#include "http_wire.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -262,24 +263,24 @@ named_by_connection(const char *conn, const char *name)
 }
 
 static void
-copy_request_headers(struct evhttp_request *from, struct evhttp_request *to,
+copy_request_headers(const struct cm_req *from, struct evhttp_request *to,
 		     const struct cm_proxy_upstream *up,
 		     const struct cm_proxy_request *pr, size_t body_len)
 {
-	struct evkeyvalq *in = evhttp_request_get_input_headers(from);
 	struct evkeyvalq *out = evhttp_request_get_output_headers(to);
-	const char *conn = evhttp_find_header(in, "Connection");
+	const char *conn = cm_req_header(from, "Connection");
+	const struct cm_wire_hdr *h;
 	const char *const *kv;
-	struct evkeyval *h;
 	char buf[300];
+	int i, n;
 
-	TAILQ_FOREACH(h, in, next)
-	{
-		if (in_list(h->key, hop_by_hop) ||
-		    in_list(h->key, pr->strip_headers) ||
-		    (conn && named_by_connection(conn, h->key)))
+	h = cm_http_req_headers_(from, &n);
+	for (i = 0; i < n; i++) {
+		if (in_list(h[i].name, hop_by_hop) ||
+		    in_list(h[i].name, pr->strip_headers) ||
+		    (conn && named_by_connection(conn, h[i].name)))
 			continue;
-		evhttp_add_header(out, h->key, h->value);
+		evhttp_add_header(out, h[i].name, h[i].value);
 	}
 	snprintf(buf, sizeof(buf), "%s:%d", up->host, up->port);
 	evhttp_add_header(out, "Host", buf);
@@ -728,7 +729,7 @@ cm_proxy_forward(struct cm_req *req0, const struct cm_proxy_upstream *up,
 		return;
 	}
 	cm_req_body(req, &body, &body_len);
-	copy_request_headers(cm_http_req_ev_(req), px->ureq, up, pr, body_len);
+	copy_request_headers(req, px->ureq, up, pr, body_len);
 	if (body_len)
 		evbuffer_add(evhttp_request_get_output_buffer(px->ureq), body,
 			     body_len);

@@ -1,7 +1,8 @@
 /*
  * http.h - the HTTP server, router and request/response types.
  *
- * libevent (evhttp) is the engine, but nothing of it is visible here:
+ * libevent runs each worker's loop and HTTP/1.x is libcommon's own
+ * (http.c, framing in http_wire.c); nothing of either is visible here:
  * handlers only see struct cm_req, so the engine can be replaced without
  * touching a service.
  *
@@ -39,11 +40,17 @@
  * without reading the rest, and the connection is closed. A request line
  * plus headers over max_header bytes is answered 431
  * request_header_fields_too_large and the connection closed; other
- * malformed requests get 400 bad_request, methods other than GET, HEAD,
- * POST, PUT, PATCH, DELETE and OPTIONS 501 not_implemented (these four are
- * decided by evhttp's parser, whose HTML pages are replaced by the JSON
- * body below, with a fresh request id; they skip routing and hooks and are
- * logged and counted as "unmatched"). read_timeout_ms bounds both the
+ * malformed requests get 400 bad_request (among them every ambiguous
+ * framing: differing Content-Lengths, Content-Length beside
+ * Transfer-Encoding, a coding other than chunked, folded header lines),
+ * methods other than GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS 501
+ * not_implemented, versions other than HTTP/1.0 and 1.1 505
+ * http_version_not_supported, an Expect other than 100-continue 417
+ * expectation_failed (these are the parser's answers: the JSON body
+ * below with a fresh request id, Connection: close; they skip routing and
+ * hooks and are logged and counted as "unmatched"; the rest of the input
+ * is read and dropped for up to a second so that the client sees the
+ * answer, not a reset). read_timeout_ms bounds both the
  * silence between two reads and the whole time a client may take to send
  * one request, head and body (and so the keep-alive idle time): a
  * slow-loris client is disconnected after read_timeout_ms, without an
@@ -165,8 +172,9 @@ void cm_http_free(struct cm_http *http);
 const char *cm_req_method(const struct cm_req *req);
 /* cm_req_path - the decoded path, without the query string. */
 const char *cm_req_path(const struct cm_req *req);
-/* cm_req_uri - the request target exactly as received (path and query,
-   still percent-encoded): what a proxy forwards. */
+/* cm_req_uri - the request target as received (path and query, still
+   percent-encoded; of an absolute-form target "http://host/p?q" the
+   "/p?q"): what a proxy forwards. */
 const char *cm_req_uri(const struct cm_req *req);
 /* cm_req_route - the matched route (NULL for 404s). */
 const struct cm_route *cm_req_route(const struct cm_req *req);
