@@ -161,17 +161,6 @@ add_problem(struct cm_buf *r, const char *name, const char *origin,
 
 /* ---- URLs --------------------------------------------------------------- */
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Percent-decode s[0..n) into *out (NULL when empty); CM_EINVAL on a bad
    escape or an encoded NUL. */
 static int
@@ -186,8 +175,8 @@ pct_decode(const char *s, size_t n, char **out)
 			d[j++] = s[i];
 			continue;
 		}
-		hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-		lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+		hi = i + 2 < n ? cm_hex_digit(s[i + 1]) : -1;
+		lo = hi >= 0 ? cm_hex_digit(s[i + 2]) : -1;
 		if (lo < 0 || (hi == 0 && lo == 0)) {
 			cm_memzero(d, n + 1); /* may be part of a password */
 			free(d);

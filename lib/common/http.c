@@ -1211,18 +1211,6 @@ conn_request_done(struct conn *c, bool keep, bool later)
 
 /* ---- path and router -------------------------------------------------- */
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode one raw segment at raw[*i] into both path (*p) and segment (*s)
    storage; false on a bad escape or an encoded NUL. */
 static bool
@@ -1236,8 +1224,8 @@ segment_decode(const char *raw, size_t n, size_t *i, char **p, char **s)
 		if (ch == '%') {
 			if (*i + 2 >= n)
 				return false;
-			hi = hexval(raw[*i + 1]);
-			lo = hi < 0 ? -1 : hexval(raw[*i + 2]);
+			hi = cm_hex_digit(raw[*i + 1]);
+			lo = hi < 0 ? -1 : cm_hex_digit(raw[*i + 2]);
 			if (lo < 0 || (hi | lo) == 0)
 				return false;
 			ch = (char)(hi << 4 | lo);

@@ -2,6 +2,8 @@
    http_wire.h. */
 #include "http_wire.h"
 
+#include "common/mem.h"
+
 #include <stddef.h>
 #include <string.h>
 #include <strings.h>
@@ -134,9 +136,8 @@ trim(char *v)
 	return v;
 }
 
-/* Does the comma-separated list hold tok (any case)? */
-static bool
-list_has(const char *list, const char *tok)
+bool
+cm_wire_list_has(const char *list, const char *tok)
 {
 	size_t n = strlen(tok);
 	const char *p = list;
@@ -190,9 +191,10 @@ semantics(struct cm_wire_head *h)
 				return 400;
 			te = true;
 		} else if (!strcasecmp(n, "Connection")) {
-			if (list_has(v, "close"))
+			if (cm_wire_list_has(v, "close"))
 				h->keep_alive = false;
-			else if (h->minor == 0 && list_has(v, "keep-alive"))
+			else if (h->minor == 0 &&
+				 cm_wire_list_has(v, "keep-alive"))
 				h->keep_alive = true;
 		} else if (!strcasecmp(n, "Expect")) {
 			if (strcasecmp(v, "100-continue"))
@@ -291,18 +293,6 @@ cm_wire_chunks_init(struct cm_wire_chunks *c, size_t body)
 	c->state = C_SIZE;
 }
 
-static int
-hex(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* A chunk-size line ended: data, or the trailers after the last chunk. */
 static int
 size_done(struct cm_wire_chunks *c, size_t max_body)
@@ -328,7 +318,7 @@ frame_byte(struct cm_wire_chunks *c, char ch, size_t max_body,
 
 	switch (c->state) {
 	case C_SIZE:
-		if ((v = hex(ch)) >= 0) {
+		if ((v = cm_hex_digit(ch)) >= 0) {
 			if (c->digits++ == 15)
 				return 400;
 			c->left = c->left * 16 + (uint64_t)v;

@@ -51,6 +51,9 @@ int cm_wire_head_parse(char *buf, size_t end, struct cm_wire_head *h);
 /* cm_wire_head_rebase - the head's strings were in from, and its bytes
    have been copied to to: point there (from must still be valid). */
 void cm_wire_head_rebase(struct cm_wire_head *h, const char *from, char *to);
+/* cm_wire_list_has - whether the comma-separated list (a Connection
+   header) names tok, in any case. */
+bool cm_wire_list_has(const char *list, const char *tok);
 /* cm_wire_find - the first header named name (any case), or NULL. */
 const char *cm_wire_find(const struct cm_wire_hdr *hdrs, int n,
 			 const char *name);

@@ -92,6 +92,18 @@ cm_strlcpy(char *dst, const char *src, size_t size)
 }
 
 int
+cm_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
 cm_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
 	char *end = NULL;

@@ -244,24 +244,6 @@ static const char *const hop_by_hop[] = { "Connection",
 					  "Content-Length",
 					  NULL };
 
-/* Whether the Connection header value names this header. */
-static bool
-named_by_connection(const char *conn, const char *name)
-{
-	size_t n = strlen(name);
-	const char *p = conn;
-
-	while (p && *p) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		if (!strncasecmp(p, name, n) && (p[n] == '\0' || p[n] == ',' ||
-						 p[n] == ' ' || p[n] == '\t'))
-			return true;
-		p = strchr(p, ',');
-	}
-	return false;
-}
-
 static void
 copy_request_headers(const struct cm_req *from, struct evhttp_request *to,
 		     const struct cm_proxy_upstream *up,
@@ -278,7 +260,7 @@ copy_request_headers(const struct cm_req *from, struct evhttp_request *to,
 	for (i = 0; i < n; i++) {
 		if (in_list(h[i].name, hop_by_hop) ||
 		    in_list(h[i].name, pr->strip_headers) ||
-		    (conn && named_by_connection(conn, h[i].name)))
+		    (conn && cm_wire_list_has(conn, h[i].name)))
 			continue;
 		evhttp_add_header(out, h[i].name, h[i].value);
 	}
@@ -325,7 +307,7 @@ copy_response_headers(struct px *px)
 	{
 		if (in_list(h->key, hop_by_hop) ||
 		    in_list(h->key, not_copied) ||
-		    (conn && named_by_connection(conn, h->key)))
+		    (conn && cm_wire_list_has(conn, h->key)))
 			continue;
 		/* JSON answers get the gateway's own cache and CSP headers */
 		if (json && (!strcasecmp(h->key, "Cache-Control") ||

@@ -23,26 +23,14 @@
 #define KEY_FILE_MAX 4096
 
 static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int
 hex_into(const char *s, size_t n, unsigned char *out)
 {
 	size_t i;
 	int hi, lo;
 
 	for (i = 0; i < n / 2; i++) {
-		hi = hexval((unsigned char)s[2 * i]);
-		lo = hexval((unsigned char)s[2 * i + 1]);
+		hi = cm_hex_digit((unsigned char)s[2 * i]);
+		lo = cm_hex_digit((unsigned char)s[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return CM_EINVAL;
 		out[i] = (unsigned char)(hi << 4 | lo);

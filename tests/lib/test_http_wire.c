@@ -229,41 +229,37 @@ END_TEST
 
 START_TEST(test_malformed_or_oversized_chunks_are_refused)
 {
+	static const struct {
+		const char *text;
+		size_t step;
+		int want;
+	} cases[] = {
+		{ "x\r\n", 1, 400 },
+		{ "\r\n", 1, 400 },
+		{ "3\r\nabcX", 1, 400 },
+		{ "10000000000000000\r\n", 1, 400 },
+		/* declared sizes count before the data arrives (max 1024) */
+		{ "400\r\n", 1, 0 },
+		{ "401\r\n", 1, 413 },
+		{ "3\r\nabc\r\n3fe\r\n", 100, 413 },
+		/* extensions and trailers are bounded (64 here) */
+		{ "1;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaa\r\n",
+		  7, 431 },
+		{ "0\r\nT: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+		  7, 431 },
+	};
 	struct cm_wire_chunks c;
 	char *store;
+	size_t i;
 
-	ck_assert_int_eq(decode("x\r\n", 1, 1024, &store, &c), 400);
-	free(store);
-	ck_assert_int_eq(decode("\r\n", 1, 1024, &store, &c), 400);
-	free(store);
-	ck_assert_int_eq(decode("3\r\nabcX", 1, 1024, &store, &c), 400);
-	free(store);
-	ck_assert_int_eq(decode("10000000000000000\r\n", 1, 1024, &store, &c),
-			 400);
-	free(store);
-	/* declared sizes count before the data arrives */
-	ck_assert_int_eq(decode("400\r\n", 1, 1024, &store, &c), 0);
-	free(store);
-	ck_assert_int_eq(decode("401\r\n", 1, 1024, &store, &c), 413);
-	free(store);
-	ck_assert_int_eq(decode("200\r\n", 1, 1024, &store, &c), 0);
-	free(store);
-	ck_assert_int_eq(decode("3\r\nabc\r\n3fe\r\n", 100, 1024, &store, &c),
-			 413);
-	free(store);
-	/* extensions and trailers are bounded (64 here) */
-	ck_assert_int_eq(
-		decode("1;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		       "aaaaaaaaaaaaaaaaaaaaaa\r\n",
-		       7, 1024, &store, &c),
-		431);
-	free(store);
-	ck_assert_int_eq(
-		decode("0\r\nT: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		       "aaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
-		       7, 1024, &store, &c),
-		431);
-	free(store);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_msg(decode(cases[i].text, cases[i].step, 1024, &store,
+				     &c) == cases[i].want,
+			      "case %zu", i);
+		free(store);
+	}
 }
 END_TEST
 

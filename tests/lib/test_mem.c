@@ -381,6 +381,24 @@ START_TEST(test_memzero_clears_bytes)
 }
 END_TEST
 
+START_TEST(test_hex_digits_of_either_case_and_nothing_else)
+{
+	const char *all = "0123456789abcdef", *upper = "ABCDEF";
+	int i;
+
+	for (i = 0; i < 16; i++)
+		ck_assert_int_eq(cm_hex_digit(all[i]), i);
+	for (i = 0; i < 6; i++)
+		ck_assert_int_eq(cm_hex_digit(upper[i]), 10 + i);
+	ck_assert_int_eq(cm_hex_digit('g'), -1);
+	ck_assert_int_eq(cm_hex_digit('G'), -1);
+	ck_assert_int_eq(cm_hex_digit('/'), -1);
+	ck_assert_int_eq(cm_hex_digit(':'), -1);
+	ck_assert_int_eq(cm_hex_digit('\0'), -1);
+	ck_assert_int_eq(cm_hex_digit(0xe9), -1);
+}
+END_TEST
+
 START_TEST(test_xcalloc_size_overflow_aborts)
 {
 	cm_xcalloc(SIZE_MAX / 2, 4);
@@ -418,6 +436,7 @@ make_suite(void)
 	tcase_add_test(misc, test_string_copies_bound_and_terminate);
 	tcase_add_test(misc, test_allocators_return_usable_memory);
 	tcase_add_test(misc, test_memzero_clears_bytes);
+	tcase_add_test(misc, test_hex_digits_of_either_case_and_nothing_else);
 	tcase_add_test_raise_signal(misc, test_xcalloc_size_overflow_aborts,
 				    SIGABRT);
 	suite_add_tcase(s, misc);

@@ -28,6 +28,8 @@ size_t cm_strlcpy(char *dst, const char *src, size_t size);
 
 /* cm_parse_i64 - whole-string base-10 integer in [min,max]; 0 or CM_EINVAL. */
 int cm_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+/* cm_hex_digit - the value of one hex digit (either case), or -1. */
+int cm_hex_digit(int c);
 /* cm_parse_bool - true/false/1/0/yes/no/on/off (any case); 0 or CM_EINVAL. */
 int cm_parse_bool(const char *s, bool *out);
 /* cm_parse_double - whole-string finite number in [min,max]. */
