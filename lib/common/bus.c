@@ -442,8 +442,9 @@ known_slot(const char *key)
 	return &bus_known[cm_hash_str(key) % BUS_KNOWN_SLOTS];
 }
 
-/* XADD alone for a known stream; else EVALSHA the publish script (SADD +
-   XADD), EVAL when Redis does not know it yet, and remember the stream. */
+/* XADD alone for a known stream (grouped with other threads' publishes
+   into one pipeline); else EVALSHA the publish script (SADD + XADD), EVAL
+   when Redis does not know it yet, and remember the stream. */
 static redisReply *
 run_publish(const char *key, const char *type, const char *text,
 	    char errbuf[CM_ERRBUF_LEN])
@@ -457,7 +458,7 @@ run_publish(const char *key, const char *type, const char *text,
 	redisReply *r = NULL;
 
 	if (now < k->until_ms && !strcmp(k->key, key))
-		return cm_redis_cmd(7, xadd, NULL, errbuf);
+		return cm_redis_cmd_grouped(7, xadd, NULL, errbuf);
 	pthread_once(&bus_sha_once, publish_sha_init);
 	if (bus_publish_sha[0]) {
 		r = cm_redis_cmd(7, argv, NULL, errbuf);

@@ -440,6 +440,109 @@ cm_redis_cmd(int argc, const char **argv, const size_t *argvlen,
 	return r;
 }
 
+/* ---- grouped commands (cm_redis_cmd_grouped) ---- */
+
+/* One caller's command, on its stack while it waits. */
+struct grouped {
+	int argc;
+	const char **argv;
+	const size_t *lens;
+	redisReply *reply;
+	bool done;
+	pthread_cond_t cv;
+	struct grouped *next;
+	char err[CM_ERRBUF_LEN];
+};
+
+static pthread_mutex_t group_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct grouped *group_head, **group_tail = &group_head;
+static bool group_leading;
+
+/* Send the batch as one pipeline and read each reply (the leader). */
+static void
+group_send(struct grouped *batch)
+{
+	struct redis_thread *t;
+	struct grouped *g;
+	char err[CM_ERRBUF_LEN] = "";
+	redisReply *r;
+	bool failed;
+
+	failed = redis_conn_get(&t, err) < 0;
+	for (g = batch; g && !failed; g = g->next)
+		failed = redisAppendCommandArgv(t->c, g->argc, g->argv,
+						g->lens) != REDIS_OK;
+	if (failed && !err[0])
+		cm_errf(err, "redis: %s",
+			t->c ? t->c->errstr : "no connection");
+	for (g = batch; g; g = g->next) {
+		r = NULL;
+		if (!failed && redisGetReply(t->c, (void **)&r) != REDIS_OK) {
+			(void)redis_io_failure(t, errno, err);
+			failed = true;
+		}
+		if (failed) {
+			cm_strlcpy(g->err, err, sizeof(g->err));
+		} else if (r->type == REDIS_REPLY_ERROR) {
+			cm_errf(g->err, "%.*s",
+				(int)(r->len < CM_ERRBUF_LEN ? r->len
+							     : CM_ERRBUF_LEN),
+				r->str);
+			freeReplyObject(r);
+		} else {
+			g->reply = r;
+		}
+	}
+	if (failed && t->c)
+		redis_thread_close(t); /* replies may still be on their way */
+}
+
+redisReply *
+cm_redis_cmd_grouped(int argc, const char **argv, const size_t *argvlen,
+		     char errbuf[CM_ERRBUF_LEN])
+{
+	struct grouped me = { 0 }, *batch, *g, *next;
+
+	if (argc < 1 || !argv) {
+		cm_errf(errbuf, "redis: empty command");
+		return NULL;
+	}
+	me.argc = argc;
+	me.argv = argv;
+	me.lens = argvlen;
+	pthread_cond_init(&me.cv, NULL);
+	pthread_mutex_lock(&group_mu);
+	*group_tail = &me;
+	group_tail = &me.next;
+	while (!me.done) {
+		if (group_leading) {
+			pthread_cond_wait(&me.cv, &group_mu);
+			continue;
+		}
+		group_leading = true;
+		batch = group_head;
+		group_head = NULL;
+		group_tail = &group_head;
+		pthread_mutex_unlock(&group_mu);
+		group_send(batch);
+		pthread_mutex_lock(&group_mu);
+		for (g = batch; g; g = next) {
+			next = g->next; /* g may be gone once signalled */
+			g->done = true;
+			if (g != &me)
+				pthread_cond_signal(&g->cv);
+		}
+		group_leading = false;
+		if (group_head) /* queued meanwhile: the first leads next */
+			pthread_cond_signal(&group_head->cv);
+	}
+	pthread_mutex_unlock(&group_mu);
+	pthread_cond_destroy(&me.cv);
+	if (!me.reply)
+		cm_strlcpy(errbuf, me.err, CM_ERRBUF_LEN);
+	return me.reply;
+}
+
 redisReply *
 cm_redis_cmdf(char errbuf[CM_ERRBUF_LEN], const char *fmt, ...)
 {

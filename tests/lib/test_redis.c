@@ -208,6 +208,78 @@ START_TEST(test_error_reply_is_null_with_its_text_and_keeps_the_conn)
 }
 END_TEST
 
+#define GROUP_THREADS 16
+#define GROUP_CALLS 300
+
+struct group_caller {
+	int idx;
+	int wrong; /* replies that were not this caller's */
+	int errors_seen;
+};
+
+/* INCR of its own key, so each reply says whose it is; every tenth call
+   an INCR of a text key, whose error must come back to this caller. */
+static void *
+group_caller_run(void *arg)
+{
+	struct group_caller *g = arg;
+	char k[128], name[32], text[128], errbuf[CM_ERRBUF_LEN];
+	const char *incr[] = { "INCR", k };
+	const char *bad[] = { "INCR", text };
+	long long want = 0;
+	redisReply *r;
+	int i;
+
+	snprintf(name, sizeof(name), "group:%d", g->idx);
+	key(k, name);
+	key(text, "group:text");
+	for (i = 0; i < GROUP_CALLS; i++) {
+		if (i % 10 == 5) {
+			errbuf[0] = '\0';
+			r = cm_redis_cmd_grouped(2, bad, NULL, errbuf);
+			if (r)
+				freeReplyObject(r);
+			g->errors_seen +=
+				!r && strstr(errbuf, "not an integer");
+			continue;
+		}
+		r = cm_redis_cmd_grouped(2, incr, NULL, errbuf);
+		if (!r || r->type != REDIS_REPLY_INTEGER ||
+		    r->integer != ++want)
+			g->wrong++;
+		if (r)
+			freeReplyObject(r);
+	}
+	return NULL;
+}
+
+START_TEST(test_grouped_commands_of_many_threads_get_their_own_replies)
+{
+	struct group_caller g[GROUP_THREADS];
+	pthread_t th[GROUP_THREADS];
+	char text[128], errbuf[CM_ERRBUF_LEN] = "";
+	const char *set[] = { "SET", text, "text" };
+	redisReply *r;
+	int i;
+
+	key(text, "group:text");
+	r = cm_redis_cmd(3, set, NULL, errbuf);
+	ck_assert_ptr_nonnull(r);
+	freeReplyObject(r);
+	for (i = 0; i < GROUP_THREADS; i++) {
+		g[i] = (struct group_caller){ .idx = i };
+		ck_assert_int_eq(
+			pthread_create(&th[i], NULL, group_caller_run, &g[i]),
+			0);
+	}
+	for (i = 0; i < GROUP_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(g[i].wrong, 0);
+		ck_assert_int_eq(g[i].errors_seen, GROUP_CALLS / 10);
+	}
+}
+END_TEST
+
 START_TEST(test_reconnects_after_client_kill)
 {
 	char errbuf[CM_ERRBUF_LEN] = "";
@@ -796,6 +868,9 @@ make_suite(void)
 	tcase_add_test(tc, test_async_commands_keep_every_argument_exact);
 	tcase_add_test(tc, test_async_calls_time_out_each_at_its_deadline);
 	tcase_add_test(tc, test_cmd_arguments_are_binary_safe);
+	tcase_add_test(
+		tc,
+		test_grouped_commands_of_many_threads_get_their_own_replies);
 	tcase_add_test(tc, test_cmdf_keeps_each_value_one_argument);
 	tcase_add_test(
 		tc, test_error_reply_is_null_with_its_text_and_keeps_the_conn);

@@ -163,7 +163,9 @@ cJSON *cm_bus_envelope_new(const char *type, const char *source_service,
    another tenant; CM_EINVAL if tenant_id is not a uuid), validate, store;
    the entry id in id_out[64] (may be NULL). 0 only once Redis has it;
    CM_EIO when Redis failed or timed out (the event may then have been
-   stored: publish again with the same event_id, consumers dedupe). */
+   stored: publish again with the same event_id, consumers dedupe).
+   Threads publishing at the same moment share one pipeline
+   (cm_redis_cmd_grouped). */
 int cm_bus_publish(const char *tenant_id, cJSON *env, char id_out[64],
 		   char errbuf[CM_ERRBUF_LEN]);
 /* cm_bus_published_fn - the outcome of an async publish: rc 0 with the

@@ -55,6 +55,17 @@ redisContext *cm_redis_conn(char errbuf[CM_ERRBUF_LEN]);
    with errbuf on I/O failure or a Redis error reply (its text in errbuf). */
 redisReply *cm_redis_cmd(int argc, const char **argv, const size_t *argvlen,
 			 char errbuf[CM_ERRBUF_LEN]);
+/* cm_redis_cmd_grouped - cm_redis_cmd for commands that many threads
+   issue at once (the sync event publish): a caller that finds no other
+   sending becomes the leader, writes every command queued by then as one
+   pipeline on its own connection and hands each caller its reply; the
+   others wait for theirs (a queued caller leads the next round). Fewer
+   writes, reads and wake-ups than a round trip per thread; a command is
+   never retried (a failure fails the round's commands that had no reply
+   yet). */
+redisReply *cm_redis_cmd_grouped(int argc, const char **argv,
+				 const size_t *argvlen,
+				 char errbuf[CM_ERRBUF_LEN]);
 /* cm_redis_cmdf - printf-style (hiredis %s/%b) command; fmt a literal. */
 redisReply *cm_redis_cmdf(char errbuf[CM_ERRBUF_LEN], const char *fmt, ...);
 /* cm_redis_async_fn - the answer of an async command: reply (owned by
