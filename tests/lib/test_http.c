@@ -1521,6 +1521,99 @@ raw_read_n(int fd, struct cm_buf *out, size_t want, int timeout_ms)
 	return out->len >= want;
 }
 
+/* Requests pipelined behind deferred ones wait for them: four answers,
+   in the order asked, the deferred ones 30 ms late. */
+START_TEST(test_pipelined_requests_behind_deferred_ones_keep_their_order)
+{
+	static const char req[] =
+		"GET /deferred/1?q=a HTTP/1.1\r\nHost: x\r\n\r\n"
+		"GET /items/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+		"GET /deferred/3?q=c HTTP/1.1\r\nHost: x\r\n\r\n"
+		"GET /items/4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	struct cm_buf out = CM_BUF_INIT(0);
+	struct server s;
+	const char *p[4];
+	char want[16];
+	int i;
+
+	server_start(&s);
+	ck_assert(raw_exchange(s.port, req, strlen(req), &out));
+	for (i = 0; i < 4; i++) {
+		snprintf(want, sizeof(want), "\"id\":\"%d\"", i + 1);
+		p[i] = strstr(cm_buf_str(&out), want);
+		ck_assert_msg(p[i], "no answer %d in %s", i + 1,
+			      cm_buf_str(&out));
+		ck_assert(i == 0 || p[i - 1] < p[i]);
+	}
+	ck_assert_ptr_nonnull(strstr(cm_buf_str(&out), "\"q\":\"c\""));
+	cm_buf_release(&out);
+	server_stop(&s);
+}
+END_TEST
+
+/* HTTP/1.0: answered in kind, closed unless the client asks to keep the
+   connection, and a stream is ended by closing (no chunks). */
+START_TEST(test_http_1_0_is_answered_in_kind)
+{
+	static const char plain[] = "GET /items/1 HTTP/1.0\r\n\r\n";
+	static const char keep[] = "GET /items/1 HTTP/1.0\r\n"
+				   "Connection: keep-alive\r\n\r\n";
+	static const char stream[] = "GET /stream HTTP/1.0\r\n\r\n";
+	struct cm_buf out = CM_BUF_INIT(0);
+	struct server s;
+	int fd, i;
+
+	server_start(&s);
+	ck_assert(raw_exchange(s.port, plain, strlen(plain), &out));
+	ck_assert_msg(!strncmp(cm_buf_str(&out), "HTTP/1.0 200 ", 13), "%s",
+		      cm_buf_str(&out));
+	ck_assert_ptr_nonnull(strstr(cm_buf_str(&out), "Connection: close"));
+	fd = raw_connect(s.port);
+	for (i = 0; i < 2; i++) { /* the same connection serves both */
+		cm_buf_reset(&out);
+		raw_send(fd, keep, strlen(keep));
+		while (!strstr(cm_buf_str(&out), "\"id\":\"1\"") &&
+		       raw_read_n(fd, &out, out.len + 1, 2000))
+			;
+		ck_assert_msg(strstr(cm_buf_str(&out), "HTTP/1.0 200 ") &&
+				      strstr(cm_buf_str(&out),
+					     "Connection: keep-alive"),
+			      "%s", cm_buf_str(&out));
+	}
+	close(fd);
+	cm_buf_reset(&out);
+	ck_assert(raw_exchange(s.port, stream, strlen(stream), &out));
+	ck_assert_ptr_null(strstr(cm_buf_str(&out), "Transfer-Encoding"));
+	ck_assert_str_eq(raw_body(&out), "a\ntick\ntick\ntick\n");
+	cm_buf_release(&out);
+	server_stop(&s);
+}
+END_TEST
+
+/* A client that shuts its sending side right after a request still
+   reads the whole answer, even one the socket takes in many writes. */
+START_TEST(test_a_half_closed_client_still_gets_a_large_answer)
+{
+	static const char req[] = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct cm_buf out = CM_BUF_INIT(0);
+	struct server s;
+	const char *body;
+	int fd;
+
+	server_start(&s);
+	fd = raw_connect(s.port);
+	raw_send(fd, req, strlen(req));
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	ck_assert(raw_read_all(fd, &out, 10000));
+	close(fd);
+	body = strstr(cm_buf_str(&out), "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	ck_assert_uint_eq(out.len - (size_t)(body + 4 - out.data), BIG_LEN);
+	cm_buf_release(&out);
+	server_stop(&s);
+}
+END_TEST
+
 /* Replies are written as soon as the handlers are done (not on the next
    write event): one keep-alive connection gets 200 small replies in
    turn; then a reply far larger than the socket takes at once (the rest
@@ -2374,6 +2467,12 @@ make_suite(void)
 	tcase_add_test(limit, test_malformed_request_is_400_json);
 	tcase_add_test(limit, test_expect_continue_is_passed_through);
 	tcase_add_test(limit, test_pipelined_requests_are_answered_in_order);
+	tcase_add_test(
+		limit,
+		test_pipelined_requests_behind_deferred_ones_keep_their_order);
+	tcase_add_test(limit, test_http_1_0_is_answered_in_kind);
+	tcase_add_test(limit,
+		       test_a_half_closed_client_still_gets_a_large_answer);
 	tcase_add_test(limit,
 		       test_replies_small_and_large_keep_the_connection_going);
 	tcase_add_test(limit,
