@@ -43,7 +43,6 @@
 #include <sys/queue.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/http.h> /* the query string parser */
@@ -131,7 +130,6 @@ struct pattern {
 
 struct conn;
 
-#define WRITE_SOON_MAX 128    /* bufferevents written at once per round */
 #define CONN_QUEUE_MAX 256    /* connections written at once per round */
 #define IN_MIN 4096	      /* first input buffer */
 #define IN_SPARE 8192	      /* beyond max_header + max_body */
@@ -158,8 +156,6 @@ struct worker {
 	struct event *drain_ev; /* drain progress while stopping */
 	struct event *write_ev; /* writes what the queues hold */
 	bool write_armed;	/* write_ev is active */
-	struct bufferevent *write_q[WRITE_SOON_MAX]; /* cm_http_write_soon_ */
-	int write_n;
 	struct conn *conn_q[CONN_QUEUE_MAX]; /* connections with output */
 	int conn_n;
 	bool stopping;
@@ -925,69 +921,10 @@ conn_idle(const struct conn *c)
 
 /* ---- writing at once ---------------------------------------------------
  *
- * Output queued during a round of callbacks (replies, and the requests
- * the proxy sends upstream on evhttp connections) is written when the
- * round is over, so every reply costs one writev and no wait for a write
- * event. What a socket does not take waits for its write event. An
- * upstream bufferevent is held by a reference until then and told
- * through bufferevent_trigger when all of it went out, just as its write
- * event would have.
+ * Replies queued during a round of callbacks are written when the round
+ * is over, so every reply costs one writev and no wait for a write
+ * event. What a socket does not take waits for its write event.
  */
-
-void
-cm_http_write_soon_(struct bufferevent *bev)
-{
-	struct worker *w = cur_worker;
-	int i;
-
-	if (!w || !bev || !w->write_ev)
-		return;
-	for (i = 0; i < w->write_n; i++)
-		if (w->write_q[i] == bev)
-			return;
-	if (w->write_n == WRITE_SOON_MAX)
-		return; /* its write event writes it */
-	bufferevent_incref(bev);
-	w->write_q[w->write_n++] = bev;
-	write_armed(w);
-}
-
-static void
-write_now(struct bufferevent *bev)
-{
-	struct evbuffer *out = bufferevent_get_output(bev);
-	evutil_socket_t fd = bufferevent_getfd(bev);
-	bufferevent_data_cb wcb = NULL;
-	int n;
-
-	bufferevent_getcb(bev, NULL, &wcb, NULL, NULL);
-	if (fd < 0 || !wcb || !(bufferevent_get_enabled(bev) & EV_WRITE) ||
-	    evbuffer_get_length(out) == 0)
-		return;
-	/* a socket bufferevent keeps the front of its output frozen except
-	   while it writes */
-	evbuffer_unfreeze(out, 1);
-	n = evbuffer_write(out, fd);
-	evbuffer_freeze(out, 1);
-	if (n > 0 && evbuffer_get_length(out) == 0)
-		bufferevent_trigger(bev, EV_WRITE, 0);
-}
-
-/* Drop the queue: write each (unless stopping) and let go of it. */
-static void
-write_queue_run(struct worker *w, bool write)
-{
-	struct bufferevent *q[WRITE_SOON_MAX];
-	int i, n = w->write_n;
-
-	memcpy(q, w->write_q, (size_t)n * sizeof(q[0]));
-	w->write_n = 0;
-	for (i = 0; i < n; i++) {
-		if (write)
-			write_now(q[i]);
-		bufferevent_decref(q[i]);
-	}
-}
 
 static void
 write_cb(evutil_socket_t fd, short what, void *arg)
@@ -1003,7 +940,6 @@ write_cb(evutil_socket_t fd, short what, void *arg)
 		c->queued = false;
 		conn_flush(c);
 	}
-	write_queue_run(w, true);
 }
 
 /* ---- answers of the server's own ------------------------------------- */
@@ -2589,7 +2525,6 @@ worker_teardown(struct worker *w)
 	while (w->conns)
 		conn_close(w->conns);
 	listener_close(w);
-	write_queue_run(w, false);
 	w->conn_n = 0;
 	deferred_teardown(w);
 	while (w->nat_exit > 0) {

@@ -8,7 +8,6 @@
 
 #include "common/http.h"
 
-struct bufferevent;
 struct cm_wire_hdr;
 struct event_base;
 
@@ -25,10 +24,5 @@ struct event_base *cm_http_worker_base_(void);
    connections are closed and before its loop is freed (up to 4 per
    worker). 0, or CM_ENOSPC off a worker thread or when full. */
 int cm_http_worker_at_exit_(void (*fn)(void *arg), void *arg);
-/* cm_http_write_soon_ - bev has output queued (a request to an
-   upstream): write it when this round of callbacks is over instead of
-   waiting for its write event, and run its write callback as the event
-   would have when all of it went out. Off a worker thread, a no-op. */
-void cm_http_write_soon_(struct bufferevent *bev);
 
 #endif

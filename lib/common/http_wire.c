@@ -196,7 +196,7 @@ semantics(struct cm_wire_head *h)
 			else if (h->minor == 0 &&
 				 cm_wire_list_has(v, "keep-alive"))
 				h->keep_alive = true;
-		} else if (!strcasecmp(n, "Expect")) {
+		} else if (!h->status && !strcasecmp(n, "Expect")) {
 			if (strcasecmp(v, "100-continue"))
 				return 417;
 			h->expect_continue = h->minor == 1;
@@ -208,21 +208,13 @@ semantics(struct cm_wire_head *h)
 	return 0;
 }
 
-int
-cm_wire_head_parse(char *buf, size_t end, struct cm_wire_head *h)
+/* The header lines after the first line, up to the blank line. */
+static int
+header_lines(char **p, char *e, struct cm_wire_head *h)
 {
-	char *p = buf + skip_empty_lines(buf, end), *e = buf + end;
 	char *line, *colon;
-	int rc;
 
-	memset(h, 0, offsetof(struct cm_wire_head, hdrs));
-	h->content_length = -1;
-	h->len = end;
-	if (!(line = next_line(&p, e)))
-		return 400;
-	if ((rc = request_line(line, h)))
-		return rc;
-	while ((line = next_line(&p, e)) && *line) {
+	while ((line = next_line(p, e)) && *line) {
 		if (h->nhdrs == CM_WIRE_MAX_HEADERS)
 			return 431;
 		colon = strchr(line, ':');
@@ -235,12 +227,58 @@ cm_wire_head_parse(char *buf, size_t end, struct cm_wire_head *h)
 		h->hdrs[h->nhdrs].value = trim(colon + 1);
 		h->nhdrs++;
 	}
-	if (!line)
+	return line ? 0 : 400;
+}
+
+/* A head: its first line (by first_line), headers, framing. */
+static int
+head_parse(char *buf, size_t end, struct cm_wire_head *h,
+	   int (*first_line)(char *line, struct cm_wire_head *h))
+{
+	char *p = buf + skip_empty_lines(buf, end), *e = buf + end;
+	char *line;
+	int rc;
+
+	memset(h, 0, offsetof(struct cm_wire_head, hdrs));
+	h->content_length = -1;
+	h->len = end;
+	if (!(line = next_line(&p, e)))
 		return 400;
+	if ((rc = first_line(line, h)) || (rc = header_lines(&p, e, h)))
+		return rc;
 	return semantics(h);
 }
 
-static const char *
+int
+cm_wire_head_parse(char *buf, size_t end, struct cm_wire_head *h)
+{
+	return head_parse(buf, end, h, request_line);
+}
+
+/* "HTTP/1.x NNN reason" */
+static int
+status_line(char *line, struct cm_wire_head *h)
+{
+	if (strncmp(line, "HTTP/1.", 7) || (line[7] != '0' && line[7] != '1') ||
+	    line[8] != ' ' || line[9] < '1' || line[9] > '5' ||
+	    line[10] < '0' || line[10] > '9' || line[11] < '0' ||
+	    line[11] > '9' || (line[12] != ' ' && line[12] != '\0'))
+		return 400;
+	h->minor = line[7] - '0';
+	h->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 +
+		    (line[11] - '0');
+	h->method = "";
+	h->target = line[12] ? line + 13 : line + 12; /* the reason */
+	return 0;
+}
+
+int
+cm_wire_response_parse(char *buf, size_t end, struct cm_wire_head *h)
+{
+	return head_parse(buf, end, h, status_line);
+}
+
+const char *
 moved(const char *p, const char *from, char *to)
 {
 	return to + (p - from);

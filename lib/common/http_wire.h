@@ -27,8 +27,9 @@ struct cm_wire_hdr {
 
 struct cm_wire_head {
 	const char *method;
-	const char *target; /* request target as sent */
+	const char *target; /* request target as sent (a response: reason) */
 	int minor;	    /* HTTP/1.<minor>: 0 or 1 */
+	int status;	    /* of a response */
 	bool keep_alive;    /* by version and Connection */
 	bool chunked;
 	bool expect_continue;
@@ -48,6 +49,10 @@ size_t cm_wire_head_end(const char *buf, size_t len, size_t *scan);
    other than GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, 505 a version
    other than HTTP/1.0 or 1.1, 417 an Expect other than 100-continue. */
 int cm_wire_head_parse(char *buf, size_t end, struct cm_wire_head *h);
+/* cm_wire_response_parse - the same for a response head ("HTTP/1.x NNN
+   reason", then headers): 0 or 400 (malformed or ambiguous framing), 431
+   (too many headers). No Expect is looked at in a response. */
+int cm_wire_response_parse(char *buf, size_t end, struct cm_wire_head *h);
 /* cm_wire_head_rebase - the head's strings were in from, and its bytes
    have been copied to to: point there (from must still be valid). */
 void cm_wire_head_rebase(struct cm_wire_head *h, const char *from, char *to);

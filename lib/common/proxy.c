@@ -2,10 +2,14 @@
  * proxy.c - non-blocking forwarding of a request to an upstream service.
  *
  * One struct px per forwarded request, on the worker thread that received
- * it. Every cancellation (timeout, client gone, slow reader, stop) goes
- * through px->timer, so that evhttp is never re-entered from inside one of
- * its own callbacks. The final call on the deferred request and the
- * return of the connection to the pool happen once, in px_finish.
+ * it, and one struct uconn per upstream connection (ours: the request is
+ * written from one buffer, the response head parsed in place with
+ * http_wire.c and the body passed on as it arrives). Every end that does
+ * not come from the connection's own read (timeout, client gone, slow
+ * reader, stop, a failure to retry) goes through px->timer, so that a
+ * connection is never closed under one of its own callbacks. The final
+ * call on the deferred request and the return of the connection to the
+ * pool happen once, in px_finish.
  *
  * A kept-alive upstream connection may be closed by the upstream just as
  * a request goes out on it: the request then fails before any answer
@@ -22,17 +26,21 @@
 #include "common/mem.h"
 #include "common/metrics.h"
 
-#include <sys/queue.h>
-
-#include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <event2/event_struct.h>
+#include <event2/http.h> /* evhttp_uri_parse */
 
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/banned.h"
 
@@ -41,16 +49,36 @@
 #define DEFAULT_MAX_RESPONSE ((size_t)16 << 20)
 #define MAX_IDLE_PER_UPSTREAM 64
 #define MAX_STREAM_PENDING ((size_t)4 << 20)
+#define HEAD_MAX (64 * 1024) /* an upstream's response head */
+#define READ_CHUNK 16384
+#define UCONN_MAGIC 0x55434f4eu
 
 #define ERRORS "bz_gateway_upstream_errors_total"
 #define ERRORS_HELP "Upstream failures seen by the gateway, by kind."
 #define REQUESTS "bz_gateway_requests_total"
 #define REQUESTS_HELP "Requests forwarded upstream, by answer status."
 
+struct px;
+struct pool_entry;
+
+/* A connection to an upstream: idle in the pool, or carrying one px. */
+struct uconn {
+	unsigned magic;
+	int fd;
+	struct event rd, wr;
+	bool writing;	 /* wr is registered */
+	bool connecting; /* connect() not done yet */
+	struct pool_entry *pe;
+	struct px *px;
+	char *in;
+	size_t in_len, in_cap;
+	int64_t idle_since_ms;
+};
+
 /* Idle kept-alive connections to one upstream, on one worker. */
 struct pool_entry {
 	const struct cm_proxy_upstream *up;
-	struct evhttp_connection *idle[MAX_IDLE_PER_UPSTREAM];
+	struct uconn *idle[MAX_IDLE_PER_UPSTREAM];
 	int nidle;
 };
 
@@ -70,35 +98,103 @@ enum px_abort {
 	PX_STOP,
 	PX_TOO_LARGE,
 	PX_BAD_STATUS,
-	PX_RETRY /* not an end: the request goes out again (px_retry) */
+	PX_FAILED, /* the connection failed: retry or 502 */
+};
+
+/* How the response body ends. */
+enum body_end {
+	B_NONE,
+	B_LENGTH,
+	B_CHUNKED,
+	B_CLOSE
 };
 
 struct px {
 	struct cm_req *req;
 	const struct cm_proxy_upstream *up;
 	struct pool_entry *pe;
-	struct evhttp_connection *evcon;
-	struct evhttp_request *ureq; /* in flight; NULL once evhttp freed it */
+	struct uconn *uc;
 	struct event *timer;
-	struct evbuffer *body;		/* buffered answer */
-	enum px_abort abort;		/* scheduled: px_timer_cb ends it */
-	enum evhttp_request_error uerr; /* evhttp's failure, when failed */
-	bool failed;
+	enum px_abort abort; /* scheduled: px_timer_cb ends it */
 	bool head_seen;
 	bool streaming;
 	bool finished;
-	bool reused;  /* the connection came from the pool */
-	bool retried; /* sent a second time already */
+	bool reused;	/* the connection came from the pool */
+	bool retried;	/* sent a second time already */
+	bool retryable; /* an idempotent method */
+	bool head_only; /* a HEAD request: no body comes back */
+	bool keep;	/* the upstream keeps the connection */
+	bool got_bytes; /* something of a response arrived */
 	int status;
-	int64_t deadline_ms;	  /* cm_now_ms() when it times out */
-	enum evhttp_cmd_type cmd; /* for a retry: */
-	char *path;		  /* NULL: not retryable */
-	char *headers;		  /* "name\0value\0"... as first sent */
-	size_t headers_len;
+	int64_t deadline_ms; /* cm_now_ms() when it times out */
+	char *out;	     /* the request as sent */
+	size_t out_len, sent;
+	enum body_end body_end;
+	uint64_t left; /* B_LENGTH: body bytes still to come */
+	struct cm_wire_chunks chunks;
+	size_t scan; /* cm_wire_head_end's progress */
+	char *body;  /* buffered answer */
+	size_t body_len, body_cap;
 	char ctype[128];
 };
 
-/* ---- the pool ----------------------------------------------------------- */
+/* ---- connections --------------------------------------------------------- */
+
+static void uconn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void uconn_write_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+uconn_free(struct uconn *u)
+{
+	event_del(&u->rd);
+	event_del(&u->wr);
+	close(u->fd);
+	free(u->in);
+	u->magic = 0;
+	free(u);
+}
+
+/* A new connection to up (blocking name lookup, non-blocking connect). */
+static struct uconn *
+uconn_new(struct pool_entry *pe, struct event_base *base)
+{
+	const struct cm_proxy_upstream *up = pe->up;
+	struct addrinfo hints, *ai = NULL;
+	struct uconn *u;
+	char port[16];
+	int fd, one = 1;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", up->port);
+	if (getaddrinfo(up->host, port, &hints, &ai) || !ai)
+		return NULL;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd < 0 || (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
+		       errno != EINPROGRESS)) {
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return NULL;
+	}
+	freeaddrinfo(ai);
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u = cm_xcalloc(1, sizeof(*u));
+	u->magic = UCONN_MAGIC;
+	u->fd = fd;
+	u->pe = pe;
+	u->connecting = true;
+	event_assign(&u->rd, base, fd, EV_READ | EV_PERSIST, uconn_read_cb, u);
+	event_assign(&u->wr, base, fd, EV_WRITE | EV_PERSIST, uconn_write_cb,
+		     u);
+	event_add(&u->rd, NULL);
+	return u;
+}
+
+/* ---- the pool ------------------------------------------------------------ */
 
 static void
 pool_free_all(void *arg)
@@ -108,7 +204,7 @@ pool_free_all(void *arg)
 	(void)arg;
 	for (i = 0; i < tpool.n; i++)
 		for (j = 0; j < tpool.e[i].nidle; j++)
-			evhttp_connection_free(tpool.e[i].idle[j]);
+			uconn_free(tpool.e[i].idle[j]);
 	free(tpool.e);
 	tpool.e = NULL;
 	tpool.n = 0;
@@ -133,48 +229,52 @@ pool_entry(const struct cm_proxy_upstream *up)
 	return &tpool.e[tpool.n++];
 }
 
-static struct evhttp_connection *
+static void
+pool_remove(struct pool_entry *pe, struct uconn *u)
+{
+	int i;
+
+	for (i = 0; i < pe->nidle; i++)
+		if (pe->idle[i] == u) {
+			pe->idle[i] = pe->idle[--pe->nidle];
+			return;
+		}
+}
+
+/* The most recently used idle connection (closing those idle too long),
+   else a new one. */
+static struct uconn *
 pool_take(struct pool_entry *pe, struct event_base *base, bool *reused)
 {
 	const struct cm_proxy_upstream *up = pe->up;
-	struct evhttp_connection *evcon;
+	int64_t idle_ms = (int64_t)(up->idle_timeout_s > 0 ? up->idle_timeout_s
+							   : DEFAULT_IDLE_S) *
+			  1000;
+	struct uconn *u;
 
-	*reused = pe->nidle > 0;
-	if (pe->nidle > 0)
-		return pe->idle[--pe->nidle];
-	evcon = evhttp_connection_base_new(base, NULL, up->host,
-					   (unsigned short)up->port);
-	if (!evcon)
-		return NULL;
-	evhttp_connection_set_timeout(evcon, up->idle_timeout_s > 0
-						     ? up->idle_timeout_s
-						     : DEFAULT_IDLE_S);
-	evhttp_connection_set_retries(evcon, 0);
-	return evcon;
+	while (pe->nidle > 0) {
+		u = pe->idle[--pe->nidle];
+		if (cm_now_ms() - u->idle_since_ms < idle_ms) {
+			*reused = true;
+			return u;
+		}
+		uconn_free(u);
+	}
+	*reused = false;
+	return uconn_new(pe, base);
 }
 
 static void
-free_evcon_cb(evutil_socket_t fd, short what, void *arg)
+pool_give(struct pool_entry *pe, struct uconn *u)
 {
-	(void)fd;
-	(void)what;
-	evhttp_connection_free(arg);
-}
-
-/* Back to the pool; with a full pool, freed from the loop (never inside
-   one of its own callbacks). */
-static void
-pool_give(struct pool_entry *pe, struct evhttp_connection *evcon,
-	  struct event_base *base)
-{
-	struct timeval zero = { 0, 0 };
-
-	if (pe->nidle < MAX_IDLE_PER_UPSTREAM) {
-		pe->idle[pe->nidle++] = evcon;
+	u->px = NULL;
+	u->in_len = 0;
+	if (pe->nidle == MAX_IDLE_PER_UPSTREAM) {
+		uconn_free(u);
 		return;
 	}
-	if (event_base_once(base, -1, EV_TIMEOUT, free_evcon_cb, evcon, &zero))
-		cm_log_warn("proxy: leaking a connection to %s", pe->up->name);
+	u->idle_since_ms = cm_now_ms();
+	pe->idle[pe->nidle++] = u;
 }
 
 /* ---- parsing ------------------------------------------------------------- */
@@ -245,33 +345,51 @@ static const char *const hop_by_hop[] = { "Connection",
 					  NULL };
 
 static void
-copy_request_headers(const struct cm_req *from, struct evhttp_request *to,
-		     const struct cm_proxy_upstream *up,
-		     const struct cm_proxy_request *pr, size_t body_len)
+header_put(struct cm_buf *b, const char *name, const char *value)
 {
-	struct evkeyvalq *out = evhttp_request_get_output_headers(to);
-	const char *conn = cm_req_header(from, "Connection");
+	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+		return; /* never split a line */
+	cm_buf_puts(b, name);
+	cm_buf_puts(b, ": ");
+	cm_buf_puts(b, value);
+	cm_buf_puts(b, "\r\n");
+}
+
+/* The whole request as it goes upstream: line, headers, body. */
+static void
+request_build(struct px *px, const struct cm_proxy_request *pr)
+{
+	struct cm_buf b = CM_BUF_INIT((size_t)64 << 20);
+	const char *conn = cm_req_header(px->req, "Connection");
 	const struct cm_wire_hdr *h;
 	const char *const *kv;
-	char buf[300];
+	const char *body;
+	size_t body_len;
+	char num[300];
 	int i, n;
 
-	h = cm_http_req_headers_(from, &n);
-	for (i = 0; i < n; i++) {
-		if (in_list(h[i].name, hop_by_hop) ||
-		    in_list(h[i].name, pr->strip_headers) ||
-		    (conn && cm_wire_list_has(conn, h[i].name)))
-			continue;
-		evhttp_add_header(out, h[i].name, h[i].value);
-	}
-	snprintf(buf, sizeof(buf), "%s:%d", up->host, up->port);
-	evhttp_add_header(out, "Host", buf);
+	cm_req_body(px->req, &body, &body_len);
+	cm_buf_puts(&b, cm_req_method(px->req));
+	cm_buf_puts(&b, " ");
+	cm_buf_puts(&b, pr->path);
+	cm_buf_puts(&b, " HTTP/1.1\r\n");
+	h = cm_http_req_headers_(px->req, &n);
+	for (i = 0; i < n; i++)
+		if (!in_list(h[i].name, hop_by_hop) &&
+		    !in_list(h[i].name, pr->strip_headers) &&
+		    !(conn && cm_wire_list_has(conn, h[i].name)))
+			header_put(&b, h[i].name, h[i].value);
+	snprintf(num, sizeof(num), "%s:%d", px->up->host, px->up->port);
+	header_put(&b, "Host", num);
 	for (kv = pr->set_headers; kv && kv[0] && kv[1]; kv += 2)
-		evhttp_add_header(out, kv[0], kv[1]);
+		header_put(&b, kv[0], kv[1]);
 	if (body_len) {
-		snprintf(buf, sizeof(buf), "%zu", body_len);
-		evhttp_add_header(out, "Content-Length", buf);
+		snprintf(num, sizeof(num), "%zu", body_len);
+		header_put(&b, "Content-Length", num);
 	}
+	cm_buf_puts(&b, "\r\n");
+	cm_buf_add(&b, body, body_len);
+	px->out = cm_buf_detach(&b, &px->out_len);
 }
 
 /* Response headers the gateway sets itself (http.c) or that are
@@ -296,24 +414,23 @@ is_json(const char *ctype)
 }
 
 static void
-copy_response_headers(struct px *px)
+copy_response_headers(struct px *px, const struct cm_wire_head *h)
 {
-	struct evkeyvalq *in = evhttp_request_get_input_headers(px->ureq);
-	const char *conn = evhttp_find_header(in, "Connection");
-	struct evkeyval *h;
+	const char *conn = cm_wire_find(h->hdrs, h->nhdrs, "Connection");
 	bool json = is_json(px->ctype);
+	int i;
 
-	TAILQ_FOREACH(h, in, next)
-	{
-		if (in_list(h->key, hop_by_hop) ||
-		    in_list(h->key, not_copied) ||
-		    (conn && cm_wire_list_has(conn, h->key)))
+	for (i = 0; i < h->nhdrs; i++) {
+		const char *name = h->hdrs[i].name;
+
+		if (in_list(name, hop_by_hop) || in_list(name, not_copied) ||
+		    (conn && cm_wire_list_has(conn, name)))
 			continue;
 		/* JSON answers get the gateway's own cache and CSP headers */
-		if (json && (!strcasecmp(h->key, "Cache-Control") ||
-			     !strcasecmp(h->key, "Content-Security-Policy")))
+		if (json && (!strcasecmp(name, "Cache-Control") ||
+			     !strcasecmp(name, "Content-Security-Policy")))
 			continue;
-		cm_req_set_header(px->req, h->key, h->value);
+		cm_req_set_header(px->req, name, h->hdrs[i].value);
 	}
 }
 
@@ -343,16 +460,30 @@ count_request(const struct px *px, int status)
 	cm_buf_release(&l);
 }
 
+/* Let go of px's connection: back to the pool when the exchange ended
+   cleanly on a kept-alive connection, else closed. */
+static void
+px_release_conn(struct px *px, bool clean)
+{
+	struct uconn *u = px->uc;
+
+	if (!u)
+		return;
+	px->uc = NULL;
+	u->px = NULL;
+	if (clean && px->keep && !u->in_len && !u->writing)
+		pool_give(px->pe, u);
+	else
+		uconn_free(u);
+}
+
 /* The one end of a px: the final call on the request (an error reply when
-   fail_status is set and nothing was sent yet), the connection back to
-   the pool, the px freed. */
+   fail_status is set and nothing was sent yet), the connection let go,
+   the px freed. */
 static void
 px_finish(struct px *px, int fail_status, const char *code, const char *what)
 {
 	struct cm_req *req = px->req;
-	struct event_base *base = cm_http_req_base_(req);
-	const unsigned char *data;
-	size_t len;
 
 	if (px->finished)
 		return;
@@ -360,9 +491,7 @@ px_finish(struct px *px, int fail_status, const char *code, const char *what)
 	if (px->timer)
 		event_free(px->timer);
 	px->timer = NULL;
-	if (px->evcon)
-		pool_give(px->pe, px->evcon, base);
-	px->evcon = NULL;
+	px_release_conn(px, !fail_status && px->abort == PX_NONE);
 	if (px->streaming) {
 		cm_req_stream_end(req);
 	} else if (fail_status) {
@@ -372,14 +501,11 @@ px_finish(struct px *px, int fail_status, const char *code, const char *what)
 		cm_req_reply_json(req, fail_status, NULL);
 	} else {
 		count_request(px, px->status);
-		len = evbuffer_get_length(px->body);
-		data = len ? evbuffer_pullup(px->body, -1) : NULL;
 		cm_req_reply(req, px->status, px->ctype[0] ? px->ctype : NULL,
-			     data, len);
+			     px->body, px->body_len);
 	}
-	evbuffer_free(px->body);
-	free(px->path);
-	free(px->headers);
+	free(px->body);
+	free(px->out);
 	free(px);
 }
 
@@ -392,113 +518,127 @@ px_schedule_abort(struct px *px, enum px_abort why)
 	event_active(px->timer, EV_TIMEOUT, 1);
 }
 
-static void px_done_cb(struct evhttp_request *ureq, void *arg);
-static int px_head_cb(struct evhttp_request *ureq, void *arg);
-static void px_chunk_cb(struct evhttp_request *ureq, void *arg);
-static void px_error_cb(enum evhttp_request_error err, void *arg);
-
-/* A new upstream request for px, with its callbacks; NULL on failure. */
-static struct evhttp_request *
-px_request_new(struct px *px)
+static void
+timer_set(struct px *px, int64_t ms)
 {
-	struct evhttp_request *ureq = evhttp_request_new(px_done_cb, px);
+	struct timeval tv;
 
-	if (!ureq)
-		return NULL;
-	evhttp_request_set_header_cb(ureq, px_head_cb);
-	evhttp_request_set_chunked_cb(ureq, px_chunk_cb);
-	evhttp_request_set_error_cb(ureq, px_error_cb);
-	return ureq;
+	if (ms < 1)
+		ms = 1;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(px->timer, &tv);
 }
 
-/* Keep what a retry sends again: the path and the headers as sent. */
+/* Write what the socket takes; the rest on write events. */
 static void
-px_keep_for_retry(struct px *px, const char *path)
+px_write(struct px *px)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(px->ureq);
-	struct cm_buf b = CM_BUF_INIT(1024);
-	struct evkeyval *kv;
+	struct uconn *u = px->uc;
+	ssize_t n;
 
-	TAILQ_FOREACH(kv, h, next)
-	{
-		cm_buf_add(&b, kv->key, strlen(kv->key) + 1);
-		cm_buf_add(&b, kv->value, strlen(kv->value) + 1);
+	while (px->sent < px->out_len) {
+		n = send(u->fd, px->out + px->sent, px->out_len - px->sent,
+			 MSG_NOSIGNAL);
+		if (n > 0) {
+			px->sent += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!u->writing) {
+				u->writing = true;
+				event_add(&u->wr, NULL);
+			}
+			return;
+		}
+		px_schedule_abort(px, PX_FAILED);
+		return;
 	}
-	px->headers = cm_buf_detach(&b, &px->headers_len);
-	px->path = cm_xstrdup(path);
+	if (u->writing) {
+		u->writing = false;
+		event_del(&u->wr);
+	}
+}
+
+/* Send px's request on connection u (new: once it is connected). */
+static void
+px_send(struct px *px, struct uconn *u)
+{
+	px->uc = u;
+	u->px = px;
+	px->sent = 0;
+	if (u->connecting) {
+		u->writing = true;
+		event_add(&u->wr, NULL);
+		return;
+	}
+	px_write(px);
+}
+
+static void
+uconn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct uconn *u = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	(void)what;
+	if (u->connecting) {
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		u->connecting = false;
+		if (err) {
+			event_del(&u->wr);
+			u->writing = false;
+			if (u->px)
+				px_schedule_abort(u->px, PX_FAILED);
+			return;
+		}
+	}
+	if (u->px)
+		px_write(u->px);
+	else if (u->writing) {
+		u->writing = false;
+		event_del(&u->wr);
+	}
 }
 
 /* Whether a failed request goes out once more (see the top). */
 static bool
 px_may_retry(const struct px *px)
 {
-	return px->path && px->reused && !px->retried && !px->head_seen &&
-	       !px->streaming && px->failed &&
-	       (px->uerr == EVREQ_HTTP_EOF ||
-		px->uerr == EVREQ_HTTP_BUFFER_ERROR);
+	return px->retryable && px->reused && !px->retried && !px->got_bytes &&
+	       !px->streaming;
 }
 
-/* Send the request again on px's connection, which evhttp reset after the
-   failure (so it connects anew); false when that cannot be done. */
-static bool
-px_retry(struct px *px)
-{
-	struct evkeyvalq *h;
-	const char *p, *v, *end, *body;
-	struct timeval tv;
-	int64_t left;
-	size_t len;
-
-	px->retried = true;
-	px->failed = false;
-	px->abort = PX_NONE;
-	if (!(px->ureq = px_request_new(px)))
-		return false;
-	h = evhttp_request_get_output_headers(px->ureq);
-	end = px->headers + px->headers_len;
-	for (p = px->headers; p < end; p = v + strlen(v) + 1) {
-		v = p + strlen(p) + 1;
-		evhttp_add_header(h, p, v);
-	}
-	cm_req_body(px->req, &body, &len);
-	if (len)
-		evbuffer_add(evhttp_request_get_output_buffer(px->ureq), body,
-			     len);
-	left = px->deadline_ms - cm_now_ms();
-	if (left < 1)
-		left = 1;
-	tv.tv_sec = (time_t)(left / 1000);
-	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
-	evtimer_add(px->timer, &tv);
-	if (evhttp_make_request(px->evcon, px->ureq, px->cmd, px->path)) {
-		px->ureq = NULL; /* evhttp freed it */
-		return false;
-	}
-	count_error(px, "stale_connection_retried");
-	return true;
-}
-
-/* Every abort ends here, outside evhttp's callbacks; so does a retry. */
+/* Every abort ends here, outside the connection's callbacks; so does a
+   retry. */
 static void
 px_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct px *px = arg;
-	struct evhttp_request *ureq = px->ureq;
+	struct uconn *u;
 
 	(void)fd;
 	(void)what;
-	if (px->abort == PX_RETRY) {
-		if (px_retry(px))
-			return;
-		count_error(px, "unavailable");
-		px_finish(px, 502, "upstream_unavailable", "is unavailable");
-		return;
-	}
 	if (px->abort == PX_NONE)
 		px->abort = PX_TIMEOUT;
-	px->ureq = NULL;
-	if (ureq) /* calls px_error_cb with CANCEL, no done callback */
-		evhttp_cancel_request(ureq);
+	if (px->abort == PX_FAILED && px_may_retry(px)) {
+		px_release_conn(px, false);
+		px->retried = true;
+		px->reused = false;
+		px->abort = PX_NONE;
+		u = uconn_new(px->pe, cm_http_req_base_(px->req));
+		if (u) {
+			count_error(px, "stale_connection_retried");
+			timer_set(px, px->deadline_ms - cm_now_ms());
+			px_send(px, u);
+			return;
+		}
+		px->abort = PX_FAILED;
+	}
 	switch (px->abort) {
 	case PX_TIMEOUT:
 		count_error(px, "timeout");
@@ -514,6 +654,14 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 		count_error(px, "protocol");
 		px_finish(px, 502, "upstream_unavailable",
 			  "sent a malformed response");
+		break;
+	case PX_FAILED:
+		if (px->streaming) {
+			px_finish(px, 0, NULL, NULL);
+			break;
+		}
+		count_error(px, "unavailable");
+		px_finish(px, 502, "upstream_unavailable", "is unavailable");
 		break;
 	case PX_SLOW:
 		cm_log_warn("proxy: ending a stream from %s: the client reads "
@@ -536,31 +684,72 @@ px_close_cb(struct cm_req *req, void *arg)
 	px_schedule_abort(px, cm_req_client_gone(req) ? PX_GONE : PX_STOP);
 }
 
-/* The response head: decide between streaming and buffering. */
-static int
-px_head_cb(struct evhttp_request *ureq, void *arg)
+/* Body bytes: to the client as they come, or into the buffer. */
+static void
+px_deliver(struct px *px, const char *data, size_t n)
 {
-	struct px *px = arg;
-	struct evkeyvalq *in = evhttp_request_get_input_headers(ureq);
-	const char *ct = evhttp_find_header(in, "Content-Type");
-	const char *cl = evhttp_find_header(in, "Content-Length");
-	int status = evhttp_request_get_response_code(ureq);
+	size_t cap = px->up->max_response ? px->up->max_response
+					  : DEFAULT_MAX_RESPONSE;
 
-	cm_log_debug("proxy head %d from %s", status, px->up->name);
-	if (px->abort != PX_NONE)
-		return 0;
+	if (!n || px->abort != PX_NONE)
+		return;
+	if (px->streaming) {
+		if (cm_req_stream_write(px->req, data, n) < 0)
+			px_schedule_abort(px, PX_GONE);
+		else if (cm_req_stream_pending(px->req) > MAX_STREAM_PENDING)
+			px_schedule_abort(px, PX_SLOW);
+		return;
+	}
+	if (px->body_len + n > cap) {
+		px_schedule_abort(px, PX_TOO_LARGE);
+		return;
+	}
+	if (px->body_len + n > px->body_cap) {
+		px->body_cap = px->body_cap ? px->body_cap * 2 : 4096;
+		while (px->body_cap < px->body_len + n)
+			px->body_cap *= 2;
+		px->body = cm_xrealloc(px->body, px->body_cap);
+	}
+	memcpy(px->body + px->body_len, data, n);
+	px->body_len += n;
+}
+
+/* The response head: decide between streaming and buffering, and how
+   the body ends. */
+static void
+px_head(struct px *px, const struct cm_wire_head *h)
+{
+	const char *ct = cm_wire_find(h->hdrs, h->nhdrs, "Content-Type");
+	int status = h->status;
+	bool no_body = px->head_only || status == 204 || status == 304;
+
 	px->head_seen = true;
 	px->status = status;
+	px->keep = h->keep_alive;
 	cm_strlcpy(px->ctype, ct ? ct : "", sizeof(px->ctype));
-	if (status < 200 || status > 599) {
-		px_schedule_abort(px, PX_BAD_STATUS);
-		return 0;
-	}
-	copy_response_headers(px);
-	evtimer_del(px->timer); /* the deadline was for the head */
+	copy_response_headers(px, h);
+	if (no_body)
+		px->body_end = B_NONE;
+	else if (h->chunked)
+		px->body_end = B_CHUNKED;
+	else if (h->content_length >= 0)
+		px->body_end = B_LENGTH;
+	else
+		px->body_end = B_CLOSE;
+	px->left = h->content_length > 0 ? (uint64_t)h->content_length : 0;
+	if (px->body_end == B_LENGTH && !px->left)
+		px->body_end = B_NONE;
+	if (px->body_end == B_CLOSE)
+		px->keep = false;
+	cm_wire_chunks_init(&px->chunks, 0);
+	/* the deadline was for the head; an idle stream ends after the
+	   upstream's idle timeout */
+	timer_set(px,
+		  (int64_t)(px->up->idle_timeout_s > 0 ? px->up->idle_timeout_s
+						       : DEFAULT_IDLE_S) *
+			  1000);
 	if ((ct && !strncasecmp(ct, "text/event-stream", 17)) ||
-	    (!cl && status != 204 && status != 304 &&
-	     strcmp(cm_req_method(px->req), "HEAD"))) {
+	    (h->content_length < 0 && !no_body)) {
 		if (cm_req_stream_begin(px->req, status, ct) == 0) {
 			px->streaming = true;
 			count_request(px, status);
@@ -568,110 +757,133 @@ px_head_cb(struct evhttp_request *ureq, void *arg)
 			px_schedule_abort(px, PX_GONE);
 		}
 	}
+}
+
+/* Drop n bytes from the front of u's input. */
+static void
+uconn_consume(struct uconn *u, size_t n)
+{
+	if (n < u->in_len)
+		memmove(u->in, u->in + n, u->in_len - n);
+	u->in_len -= n;
+}
+
+/* Parse what u holds: head, then body; 1 when the response is complete,
+   0 for more, -1 when px was aborted. */
+static int
+px_consume(struct px *px, struct uconn *u)
+{
+	struct cm_wire_head h;
+	size_t end, n;
+	int rc;
+
+	while (!px->head_seen) {
+		end = cm_wire_head_end(u->in, u->in_len, &px->scan);
+		if (!end) {
+			if (u->in_len > HEAD_MAX) {
+				px_schedule_abort(px, PX_BAD_STATUS);
+				return -1;
+			}
+			return 0;
+		}
+		if (cm_wire_response_parse(u->in, end, &h) || h.status == 101) {
+			px_schedule_abort(px, PX_BAD_STATUS);
+			return -1;
+		}
+		px->scan = 0;
+		if (h.status >= 200)
+			px_head(px, &h); /* strings in u->in: used here only */
+		uconn_consume(u, end);	 /* an interim 1xx is dropped */
+		if (px->abort != PX_NONE)
+			return -1;
+	}
+	switch (px->body_end) {
+	case B_NONE:
+		return 1;
+	case B_LENGTH:
+		n = u->in_len < px->left ? u->in_len : (size_t)px->left;
+		px_deliver(px, u->in, n);
+		uconn_consume(u, n);
+		px->left -= n;
+		return px->abort != PX_NONE ? -1 : px->left == 0;
+	case B_CHUNKED:
+		rc = cm_wire_chunks_step(u->in, u->in_len, SIZE_MAX / 2,
+					 HEAD_MAX, &px->chunks);
+		if (rc > 1) {
+			px_schedule_abort(px, PX_BAD_STATUS);
+			return -1;
+		}
+		px_deliver(px, u->in, px->chunks.out);
+		uconn_consume(u, px->chunks.pos);
+		px->chunks.pos = px->chunks.out = 0;
+		return px->abort != PX_NONE ? -1 : rc;
+	case B_CLOSE:
+		px_deliver(px, u->in, u->in_len);
+		u->in_len = 0;
+		return px->abort != PX_NONE ? -1 : 0;
+	}
 	return 0;
 }
 
+/* The upstream closed: the end of a close-delimited body, else a
+   failure. */
 static void
-px_chunk_cb(struct evhttp_request *ureq, void *arg)
+px_eof(struct px *px)
 {
-	struct px *px = arg;
-	struct evbuffer *in = evhttp_request_get_input_buffer(ureq);
-	size_t n = evbuffer_get_length(in);
-	size_t cap = px->up->max_response ? px->up->max_response
-					  : DEFAULT_MAX_RESPONSE;
-
-	if (px->abort != PX_NONE || !n)
-		return;
-	if (!px->streaming) {
-		if (evbuffer_get_length(px->body) + n > cap) {
-			px_schedule_abort(px, PX_TOO_LARGE);
-			return;
-		}
-		evbuffer_add_buffer(px->body, in);
+	if (px->head_seen && px->body_end == B_CLOSE) {
+		px->keep = false;
+		px_finish(px, 0, NULL, NULL);
 		return;
 	}
-	if (cm_req_stream_write(px->req, evbuffer_pullup(in, -1), n) < 0)
-		px_schedule_abort(px, PX_GONE);
-	else if (cm_req_stream_pending(px->req) > MAX_STREAM_PENDING)
-		px_schedule_abort(px, PX_SLOW);
+	px_schedule_abort(px, PX_FAILED);
 }
 
 static void
-px_error_cb(enum evhttp_request_error err, void *arg)
+uconn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct px *px = arg;
+	struct uconn *u = arg;
+	struct px *px = u->px;
+	ssize_t n;
+	int rc;
 
-	cm_log_debug("proxy error %d from %s", (int)err, px->up->name);
-	if (err == EVREQ_HTTP_REQUEST_CANCEL)
-		return;	 /* ours: px_timer_cb goes on */
-	px->ureq = NULL; /* evhttp frees it; the done callback follows */
-	px->failed = true;
-	px->uerr = err;
-}
-
-static void
-px_done_cb(struct evhttp_request *ureq, void *arg)
-{
-	struct px *px = arg;
-
-	cm_log_debug("proxy done %p from %s", (void *)ureq, px->up->name);
-	px->ureq = NULL; /* evhttp frees it after this callback */
-	if (px->finished)
+	(void)what;
+	if (u->in_cap - u->in_len < 1024) {
+		u->in_cap = u->in_cap ? u->in_cap * 2 : READ_CHUNK;
+		u->in = cm_xrealloc(u->in, u->in_cap);
+	}
+	n = read(fd, u->in + u->in_len, u->in_cap - u->in_len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (px->abort != PX_NONE) {
-		event_active(px->timer, EV_TIMEOUT, 1); /* it finishes there */
+	if (!px) { /* idle: the upstream closed it (or spoke out of turn) */
+		pool_remove(u->pe, u);
+		uconn_free(u);
 		return;
 	}
-	if (!ureq || px->failed || !px->head_seen) {
-		if (px->streaming) {
-			px_finish(px, 0, NULL, NULL);
-		} else if (px_may_retry(px)) {
-			px->abort = PX_RETRY; /* px_timer_cb sends it again */
-			event_active(px->timer, EV_TIMEOUT, 1);
-		} else if (px->failed && px->uerr == EVREQ_HTTP_TIMEOUT) {
-			count_error(px, "timeout");
-			px_finish(px, 504, "upstream_timeout",
-				  "did not answer in time");
-		} else {
-			count_error(px, "unavailable");
-			px_finish(px, 502, "upstream_unavailable",
-				  "is unavailable");
-		}
+	if (px->abort != PX_NONE) /* being ended by the timer */
+		return;
+	if (n <= 0) {
+		px_eof(px);
 		return;
 	}
-	px_finish(px, 0, NULL, NULL);
-}
-
-static enum evhttp_cmd_type
-method_cmd(const char *m)
-{
-	static const struct {
-		const char *name;
-		enum evhttp_cmd_type cmd;
-	} map[] = {
-		{ "GET", EVHTTP_REQ_GET },
-		{ "HEAD", EVHTTP_REQ_HEAD },
-		{ "POST", EVHTTP_REQ_POST },
-		{ "PUT", EVHTTP_REQ_PUT },
-		{ "PATCH", EVHTTP_REQ_PATCH },
-		{ "DELETE", EVHTTP_REQ_DELETE },
-		{ "OPTIONS", EVHTTP_REQ_OPTIONS },
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (!strcmp(m, map[i].name))
-			return map[i].cmd;
-	return EVHTTP_REQ_GET;
+	u->in_len += (size_t)n;
+	px->got_bytes = true;
+	if (px->head_seen) /* the idle timeout restarts */
+		timer_set(px, (int64_t)(px->up->idle_timeout_s > 0
+						? px->up->idle_timeout_s
+						: DEFAULT_IDLE_S) *
+				      1000);
+	rc = px_consume(px, u);
+	if (rc == 1)
+		px_finish(px, 0, NULL, NULL);
 }
 
 /* RFC 9110's idempotent methods (9.2.2). */
 static bool
-method_idempotent(enum evhttp_cmd_type cmd)
+method_idempotent(const char *m)
 {
-	return cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD ||
-	       cmd == EVHTTP_REQ_OPTIONS || cmd == EVHTTP_REQ_PUT ||
-	       cmd == EVHTTP_REQ_DELETE;
+	return !strcmp(m, "GET") || !strcmp(m, "HEAD") ||
+	       !strcmp(m, "OPTIONS") || !strcmp(m, "PUT") ||
+	       !strcmp(m, "DELETE");
 }
 
 void
@@ -679,10 +891,8 @@ cm_proxy_forward(struct cm_req *req0, const struct cm_proxy_upstream *up,
 		 const struct cm_proxy_request *pr)
 {
 	struct event_base *base = cm_http_req_base_(req0);
-	struct timeval tv;
 	struct cm_req *req;
-	const char *body;
-	size_t body_len;
+	struct uconn *u;
 	struct px *px;
 	int ms;
 
@@ -695,42 +905,20 @@ cm_proxy_forward(struct cm_req *req0, const struct cm_proxy_upstream *up,
 	px = cm_xcalloc(1, sizeof(*px));
 	px->req = req;
 	px->up = up;
-	px->body = evbuffer_new();
 	px->timer = evtimer_new(base, px_timer_cb, px);
 	px->pe = pool_entry(up);
-	px->evcon = pool_take(px->pe, base, &px->reused);
-	px->ureq = px->evcon ? px_request_new(px) : NULL;
-	if (!px->body || !px->timer || !px->ureq) {
-		if (px->ureq)
-			evhttp_request_free(px->ureq);
-		px->ureq = NULL;
-		if (!px->body)
-			px->body = evbuffer_new();
+	px->head_only = !strcmp(cm_req_method(req), "HEAD");
+	px->retryable = method_idempotent(cm_req_method(req));
+	u = px->timer ? pool_take(px->pe, base, &px->reused) : NULL;
+	if (!u) {
 		count_error(px, "unavailable");
 		px_finish(px, 502, "upstream_unavailable", "is unavailable");
 		return;
 	}
-	cm_req_body(req, &body, &body_len);
-	copy_request_headers(req, px->ureq, up, pr, body_len);
-	if (body_len)
-		evbuffer_add(evhttp_request_get_output_buffer(px->ureq), body,
-			     body_len);
-	px->cmd = method_cmd(cm_req_method(req));
-	if (px->reused && method_idempotent(px->cmd))
-		px_keep_for_retry(px, pr->path);
+	request_build(px, pr);
 	cm_req_on_close(req, px_close_cb, px);
 	ms = up->timeout_ms > 0 ? up->timeout_ms : DEFAULT_TIMEOUT_MS;
 	px->deadline_ms = cm_now_ms() + ms;
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(px->timer, &tv);
-	if (evhttp_make_request(px->evcon, px->ureq, px->cmd, pr->path)) {
-		/* evhttp freed the request */
-		px->ureq = NULL;
-		count_error(px, "unavailable");
-		px_finish(px, 502, "upstream_unavailable", "is unavailable");
-		return;
-	}
-	/* on a connection already open, the request goes out this round */
-	cm_http_write_soon_(evhttp_connection_get_bufferevent(px->evcon));
+	timer_set(px, ms);
+	px_send(px, u);
 }

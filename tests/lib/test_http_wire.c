@@ -10,16 +10,23 @@
 
 #include "common/banned.h"
 
-/* Parse a complete head held in text; returns the status (0 ok). */
+/* Parse a complete head held in text with fn; returns the status. */
 static int
-parse(const char *text, struct cm_wire_head *h, char **store)
+parse_with(int (*fn)(char *, size_t, struct cm_wire_head *), const char *text,
+	   struct cm_wire_head *h, char **store)
 {
 	size_t len = strlen(text), scan = 0, end;
 
 	*store = strdup(text);
 	end = cm_wire_head_end(*store, len, &scan);
 	ck_assert_msg(end > 0, "no end of head in %s", text);
-	return cm_wire_head_parse(*store, end, h);
+	return fn(*store, end, h);
+}
+
+static int
+parse(const char *text, struct cm_wire_head *h, char **store)
+{
+	return parse_with(cm_wire_head_parse, text, h, store);
 }
 
 static int
@@ -188,6 +195,57 @@ START_TEST(test_more_headers_than_the_table_holds_is_431)
 }
 END_TEST
 
+static int
+response_of(const char *text, struct cm_wire_head *h, char **store)
+{
+	return parse_with(cm_wire_response_parse, text, h, store);
+}
+
+START_TEST(test_a_response_head_gives_status_framing_and_headers)
+{
+	static const char *const bad[] = {
+		"HTTP/1.1 20 OK\r\n\r\n",
+		"HTTP/1.1 600 Odd\r\n\r\n",
+		"HTTP/2 200 OK\r\n\r\n",
+		"HTTP/1.1 200OK\r\n\r\n",
+		"ICY 200 OK\r\n\r\n",
+		"HTTP/1.1 099 Low\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+		"Content-Length: 2\r\n\r\n",
+	};
+	struct cm_wire_head h;
+	char *store;
+	size_t i;
+
+	ck_assert_int_eq(response_of("HTTP/1.1 201 Created\r\n"
+				     "Content-Type: application/json\r\n"
+				     "Content-Length: 7\r\n\r\n{\"a\":1}",
+				     &h, &store),
+			 0);
+	ck_assert_int_eq(h.status, 201);
+	ck_assert_str_eq(h.target, "Created");
+	ck_assert_int_eq(h.content_length, 7);
+	ck_assert(h.keep_alive && !h.chunked);
+	ck_assert_str_eq(cm_wire_find(h.hdrs, h.nhdrs, "content-type"),
+			 "application/json");
+	free(store);
+	ck_assert_int_eq(response_of("HTTP/1.0 200\r\n\r\n", &h, &store), 0);
+	ck_assert(h.status == 200 && !h.keep_alive && h.content_length < 0);
+	free(store);
+	ck_assert_int_eq(response_of("HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+				     "chunked\r\nConnection: close\r\n\r\n",
+				     &h, &store),
+			 0);
+	ck_assert(h.chunked && !h.keep_alive);
+	free(store);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(response_of(bad[i], &h, &store) == 400, "%s",
+			      bad[i]);
+		free(store);
+	}
+}
+END_TEST
+
 /* Decode text (which starts with the body) fed `step` bytes at a time. */
 static int
 decode(const char *text, size_t step, size_t max, char **store,
@@ -278,6 +336,8 @@ make_suite(void)
 	tcase_add_test(tc, test_bad_request_lines_get_their_status);
 	tcase_add_test(tc, test_a_nul_byte_in_the_head_is_refused);
 	tcase_add_test(tc, test_more_headers_than_the_table_holds_is_431);
+	tcase_add_test(tc,
+		       test_a_response_head_gives_status_framing_and_headers);
 	tcase_add_test(tc, test_chunks_are_decoded_in_place_whatever_the_reads);
 	tcase_add_test(tc, test_malformed_or_oversized_chunks_are_refused);
 	suite_add_tcase(s, tc);
