@@ -140,6 +140,15 @@ struct px {
 
 /* ---- connections --------------------------------------------------------- */
 
+/* How long a connection may sit idle (in the pool, or mid-response). */
+static int64_t
+idle_ms(const struct cm_proxy_upstream *up)
+{
+	return (int64_t)(up->idle_timeout_s > 0 ? up->idle_timeout_s
+						: DEFAULT_IDLE_S) *
+	       1000;
+}
+
 static void uconn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void uconn_write_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -246,15 +255,12 @@ pool_remove(struct pool_entry *pe, struct uconn *u)
 static struct uconn *
 pool_take(struct pool_entry *pe, struct event_base *base, bool *reused)
 {
-	const struct cm_proxy_upstream *up = pe->up;
-	int64_t idle_ms = (int64_t)(up->idle_timeout_s > 0 ? up->idle_timeout_s
-							   : DEFAULT_IDLE_S) *
-			  1000;
+	int64_t max_idle = idle_ms(pe->up);
 	struct uconn *u;
 
 	while (pe->nidle > 0) {
 		u = pe->idle[--pe->nidle];
-		if (cm_now_ms() - u->idle_since_ms < idle_ms) {
+		if (cm_now_ms() - u->idle_since_ms < max_idle) {
 			*reused = true;
 			return u;
 		}
@@ -744,10 +750,7 @@ px_head(struct px *px, const struct cm_wire_head *h)
 	cm_wire_chunks_init(&px->chunks, 0);
 	/* the deadline was for the head; an idle stream ends after the
 	   upstream's idle timeout */
-	timer_set(px,
-		  (int64_t)(px->up->idle_timeout_s > 0 ? px->up->idle_timeout_s
-						       : DEFAULT_IDLE_S) *
-			  1000);
+	timer_set(px, idle_ms(px->up));
 	if ((ct && !strncasecmp(ct, "text/event-stream", 17)) ||
 	    (h->content_length < 0 && !no_body)) {
 		if (cm_req_stream_begin(px->req, status, ct) == 0) {
@@ -779,14 +782,10 @@ px_consume(struct px *px, struct uconn *u)
 
 	while (!px->head_seen) {
 		end = cm_wire_head_end(u->in, u->in_len, &px->scan);
-		if (!end) {
-			if (u->in_len > HEAD_MAX) {
-				px_schedule_abort(px, PX_BAD_STATUS);
-				return -1;
-			}
+		if (!end && u->in_len <= HEAD_MAX)
 			return 0;
-		}
-		if (cm_wire_response_parse(u->in, end, &h) || h.status == 101) {
+		if (!end || end > HEAD_MAX ||
+		    cm_wire_response_parse(u->in, end, &h) || h.status == 101) {
 			px_schedule_abort(px, PX_BAD_STATUS);
 			return -1;
 		}
@@ -868,10 +867,7 @@ uconn_read_cb(evutil_socket_t fd, short what, void *arg)
 	u->in_len += (size_t)n;
 	px->got_bytes = true;
 	if (px->head_seen) /* the idle timeout restarts */
-		timer_set(px, (int64_t)(px->up->idle_timeout_s > 0
-						? px->up->idle_timeout_s
-						: DEFAULT_IDLE_S) *
-				      1000);
+		timer_set(px, idle_ms(px->up));
 	rc = px_consume(px, u);
 	if (rc == 1)
 		px_finish(px, 0, NULL, NULL);

@@ -142,6 +142,26 @@ echo_conn(void *arg)
 			send_all(fd, weird, sizeof(weird) - 1);
 			break;
 		}
+		if (strstr(line, " /api/crm/until-close ")) {
+			static const char tail[] =
+				"HTTP/1.1 200 OK\r\nContent-Type: "
+				"text/plain\r\n"
+				"\r\nthe body ends with the connection";
+
+			send_all(fd, tail, sizeof(tail) - 1);
+			break;
+		}
+		if (strstr(line, " /api/crm/huge-head ")) { /* 70 KB head */
+			static char pad[70000];
+			static const char start[] =
+				"HTTP/1.1 200 OK\r\nX-Pad: ";
+
+			memset(pad, 'p', sizeof(pad));
+			send_all(fd, start, sizeof(start) - 1);
+			send_all(fd, pad, sizeof(pad));
+			send_all(fd, "\r\nContent-Length: 0\r\n\r\n", 23);
+			break;
+		}
 		if (strstr(line, " /api/crm/huge ")) { /* over the 16 MiB cap */
 			static char zeros[65536];
 			char head[128];
@@ -431,6 +451,15 @@ START_TEST(test_upstream_down_or_silent_is_a_json_error_naming_it)
 	cm_test_resp_release(&r);
 	r = gw("GET", tenant_a, "/api/crm/huge", NULL, NULL);
 	cm_test_expect(&r, 502, "upstream_response_too_large");
+	cm_test_resp_release(&r);
+	r = gw("GET", tenant_a, "/api/crm/huge-head", NULL, NULL);
+	cm_test_expect(&r, 502, "upstream_unavailable");
+	ck_assert_ptr_nonnull(strstr(r.body, "malformed"));
+	cm_test_resp_release(&r);
+	/* not an error: a body without a length ends with the connection */
+	r = gw("GET", tenant_a, "/api/crm/until-close", NULL, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body, "the body ends with the connection");
 	cm_test_resp_release(&r);
 
 	/* a request target too long to forward */
