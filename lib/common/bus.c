@@ -3,7 +3,6 @@
  */
 #include "common/bus.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -409,15 +408,7 @@ static pthread_once_t bus_sha_once = PTHREAD_ONCE_INIT;
 static void
 publish_sha_init(void)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
-
-	if (!EVP_Digest(bus_publish_lua, strlen(bus_publish_lua), md, &n,
-			EVP_sha1(), NULL) ||
-	    n != 20)
-		return; /* stays "": EVAL every time */
-	for (i = 0; i < n; i++)
-		snprintf(bus_publish_sha + 2 * i, 3, "%02x", md[i]);
+	cm_redis_script_sha(bus_publish_lua, bus_publish_sha);
 }
 
 /* Streams this thread saw registered in CM_BUS_STREAMS lately: their

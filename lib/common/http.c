@@ -1326,7 +1326,7 @@ origin_allowed(const struct cm_req *req)
 /* A response head being built on the stack (status line and the
    server's own headers are bounded; what handlers set goes separately). */
 struct head_buf {
-	char d[1536];
+	char d[2048]; /* the parts are bounded: about 1.4 KiB at most */
 	size_t n;
 };
 
@@ -1344,17 +1344,10 @@ hb_puts(struct head_buf *b, const char *s)
 static void
 hb_num(struct head_buf *b, uint64_t v, unsigned base)
 {
-	char tmp[24];
-	int i = (int)sizeof(tmp);
+	char num[24];
 
-	do {
-		tmp[--i] = "0123456789abcdef"[v % base];
-		v /= base;
-	} while (v);
-	if (b->n + sizeof(tmp) - (size_t)i < sizeof(b->d)) {
-		memcpy(b->d + b->n, tmp + i, sizeof(tmp) - (size_t)i);
-		b->n += sizeof(tmp) - (size_t)i;
-	}
+	cm_u64_text(v, base, num);
+	hb_puts(b, num);
 }
 
 static const char *

@@ -25,15 +25,13 @@ request_hash(struct cm_req *req, char out[65])
 	struct cm_buf b = CM_BUF_INIT(0);
 	const char *body;
 	size_t len;
-	int i;
 
 	cm_req_body(req, &body, &len);
 	cm_buf_printf(&b, "%s %s\n", cm_req_method(req), cm_req_path(req));
 	cm_buf_add(&b, body, len);
 	SHA256((const unsigned char *)b.data, b.len, md);
 	cm_buf_release(&b);
-	for (i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	cm_hex_encode(md, sizeof(md), out);
 }
 
 int

@@ -210,23 +210,18 @@ print_str(struct cm_buf *b, const char *s)
 static void
 print_num(struct cm_buf *b, double d)
 {
-	char num[32], *p = num + sizeof(num);
-	unsigned long long v;
+	char num[32];
 	double back, m;
+	size_t n;
 
 	if (isnan(d) || isinf(d)) {
 		cm_buf_add(b, "null", 4);
 		return;
 	}
 	if (d == floor(d) && fabs(d) < 1e15 && !(d == 0 && signbit(d))) {
-		v = (unsigned long long)fabs(d);
-		do {
-			*--p = (char)('0' + v % 10);
-			v /= 10;
-		} while (v);
-		if (d < 0)
-			*--p = '-';
-		cm_buf_add(b, p, (size_t)(num + sizeof(num) - p));
+		num[0] = '-';
+		n = cm_u64_text((uint64_t)fabs(d), 10, num + 1);
+		cm_buf_add(b, d < 0 ? num : num + 1, d < 0 ? n + 1 : n);
 		return;
 	}
 	snprintf(num, sizeof(num), "%1.15g", d);

@@ -91,6 +91,36 @@ cm_strlcpy(char *dst, const char *src, size_t size)
 	return len;
 }
 
+static const char hex_digits[] = "0123456789abcdef";
+
+size_t
+cm_u64_text(uint64_t v, unsigned base, char out[24])
+{
+	char d[24];
+	size_t k = 0, n;
+
+	do {
+		d[k++] = hex_digits[v % base];
+		v /= base;
+	} while (v);
+	for (n = 0; n < k; n++)
+		out[n] = d[k - 1 - n];
+	out[k] = '\0';
+	return k;
+}
+
+void
+cm_hex_encode(const unsigned char *in, size_t n, char *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hex_digits[in[i] >> 4];
+		out[2 * i + 1] = hex_digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 int
 cm_hex_digit(int c)
 {
@@ -223,8 +253,6 @@ uuid_bytes(unsigned char b[16])
 	uuid_pool.pos += 16;
 	return 0;
 }
-
-static const char hex_digits[] = "0123456789abcdef";
 
 int
 cm_uuid_v4(char out[37])

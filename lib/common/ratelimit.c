@@ -2,7 +2,6 @@
    common/ratelimit.h. */
 #include "common/ratelimit.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -156,14 +155,7 @@ static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
 static void
 script_sha(struct script *s)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
-
-	if (!EVP_Digest(s->lua, strlen(s->lua), md, &n, EVP_sha1(), NULL) ||
-	    n != 20)
-		return;
-	for (i = 0; i < n; i++)
-		snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+	cm_redis_script_sha(s->lua, s->sha);
 }
 
 static void

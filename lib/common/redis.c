@@ -1,6 +1,8 @@
 /* redis.c - Redis through hiredis 0.14: see common/redis.h. */
 #include "common/redis.h"
 
+#include <openssl/evp.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -438,6 +440,17 @@ cm_redis_cmd(int argc, const char **argv, const size_t *argvlen,
 	}
 	redis_exec(argc, argv, argvlen, 0, &r, errbuf);
 	return r;
+}
+
+void
+cm_redis_script_sha(const char *lua, char out[41])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	out[0] = '\0';
+	if (EVP_Digest(lua, strlen(lua), md, &n, EVP_sha1(), NULL) && n == 20)
+		cm_hex_encode(md, n, out);
 }
 
 /* ---- grouped commands (cm_redis_cmd_grouped) ---- */
@@ -1095,16 +1108,8 @@ aev_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static char *
 resp_len(char *p, char c, size_t n)
 {
-	char d[24];
-	int k = 0;
-
 	*p++ = c;
-	do {
-		d[k++] = (char)('0' + n % 10);
-		n /= 10;
-	} while (n);
-	while (k)
-		*p++ = d[--k];
+	p += cm_u64_text(n, 10, p);
 	*p++ = '\r';
 	*p++ = '\n';
 	return p;

@@ -148,14 +148,8 @@ brain_random_token(const char *prefix, char *out, size_t outlen)
 void
 brain_sha256_hex(const char *s, char out[BRAIN_SHA256_HEX])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[SHA256_DIGEST_LENGTH];
-	int i;
 
 	SHA256((const unsigned char *)s, strlen(s), md);
-	for (i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[64] = '\0';
+	cm_hex_encode(md, sizeof(md), out);
 }

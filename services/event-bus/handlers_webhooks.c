@@ -88,6 +88,17 @@ store_fail(struct cm_req *req, int rc, const char *what, const char *errbuf)
 	return 500;
 }
 
+/* The status for a store call that read back one webhook (out): 200 with
+   its ETag, or the failure's. */
+static int
+webhook_read(struct cm_req *req, int rc, cJSON *out, const char *errbuf)
+{
+	if (rc < 0)
+		return store_fail(req, rc, "webhook", errbuf);
+	set_etag(req, out);
+	return 200;
+}
+
 /* Every address host resolves to (if it resolves now) must pass the
    guard; a name that does not resolve is left to delivery time. */
 static int
@@ -235,7 +246,7 @@ idem_prepare(struct cm_req *req, struct bus_idem *im)
 {
 	const char *h = cm_req_header(req, "Idempotency-Key");
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
+	unsigned int n = 0;
 	const char *data;
 	size_t len, j;
 
@@ -253,8 +264,7 @@ idem_prepare(struct cm_req *req, struct bus_idem *im)
 	cm_req_body(req, &data, &len);
 	if (!EVP_Digest(data, len, md, &n, EVP_sha256(), NULL))
 		return 500;
-	for (i = 0; i < n && i < 32; i++)
-		snprintf(im->hash + 2 * i, 3, "%02x", md[i]);
+	cm_hex_encode(md, n < 32 ? n : 32, im->hash);
 	im->key = h;
 	return 0;
 }
@@ -314,9 +324,7 @@ bus_handle_wh_get(struct cm_req *req, void *arg)
 		goto out;
 	rc = bus_wh_get(cm_req_tenant_id(req), cm_req_param(req, "id"), &out,
 			errbuf);
-	status = rc < 0 ? store_fail(req, rc, "webhook", errbuf) : 200;
-	if (status == 200)
-		set_etag(req, out);
+	status = webhook_read(req, rc, out, errbuf);
 out:
 	cm_req_reply_json(req, status, status == 200 ? out : NULL);
 	cJSON_Delete(out);
@@ -373,9 +381,7 @@ bus_handle_wh_update(struct cm_req *req, void *arg)
 	}
 	rc = bus_wh_update(cm_req_tenant_id(req), id, version, &in, &out,
 			   errbuf);
-	status = rc < 0 ? store_fail(req, rc, "webhook", errbuf) : 200;
-	if (status == 200)
-		set_etag(req, out);
+	status = webhook_read(req, rc, out, errbuf);
 out:
 	cm_req_reply_json(req, status, status == 200 ? out : NULL);
 	cJSON_Delete(out);
@@ -435,9 +441,7 @@ bus_handle_wh_rotate(struct cm_req *req, void *arg)
 	}
 	rc = bus_wh_rotate(cm_req_tenant_id(req), cm_req_param(req, "id"),
 			   version, hours * 3600, &out, errbuf);
-	status = rc < 0 ? store_fail(req, rc, "webhook", errbuf) : 200;
-	if (status == 200)
-		set_etag(req, out);
+	status = webhook_read(req, rc, out, errbuf);
 out:
 	cm_req_reply_json(req, status, status == 200 ? out : NULL);
 	cJSON_Delete(out);

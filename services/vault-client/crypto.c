@@ -215,15 +215,9 @@ out:
 char *
 vc_hex_encode(const unsigned char *p, size_t n)
 {
-	static const char digits[] = "0123456789abcdef";
 	char *s = cm_xmalloc(2 * n + 1);
-	size_t i;
 
-	for (i = 0; i < n; i++) {
-		s[2 * i] = digits[p[i] >> 4];
-		s[2 * i + 1] = digits[p[i] & 15];
-	}
-	s[2 * n] = '\0';
+	cm_hex_encode(p, n, s);
 	return s;
 }
 

@@ -381,6 +381,23 @@ START_TEST(test_memzero_clears_bytes)
 }
 END_TEST
 
+START_TEST(test_u64_text_in_decimal_and_hex)
+{
+	char out[24];
+
+	ck_assert_uint_eq(cm_u64_text(0, 10, out), 1);
+	ck_assert_str_eq(out, "0");
+	ck_assert_uint_eq(cm_u64_text(1234567890, 10, out), 10);
+	ck_assert_str_eq(out, "1234567890");
+	ck_assert_uint_eq(cm_u64_text(UINT64_MAX, 10, out), 20);
+	ck_assert_str_eq(out, "18446744073709551615");
+	ck_assert_uint_eq(cm_u64_text(0x3fe, 16, out), 3);
+	ck_assert_str_eq(out, "3fe");
+	ck_assert_uint_eq(cm_u64_text(UINT64_MAX, 16, out), 16);
+	ck_assert_str_eq(out, "ffffffffffffffff");
+}
+END_TEST
+
 START_TEST(test_hex_digits_of_either_case_and_nothing_else)
 {
 	const char *all = "0123456789abcdef", *upper = "ABCDEF";
@@ -437,6 +454,7 @@ make_suite(void)
 	tcase_add_test(misc, test_allocators_return_usable_memory);
 	tcase_add_test(misc, test_memzero_clears_bytes);
 	tcase_add_test(misc, test_hex_digits_of_either_case_and_nothing_else);
+	tcase_add_test(misc, test_u64_text_in_decimal_and_hex);
 	tcase_add_test_raise_signal(misc, test_xcalloc_size_overflow_aborts,
 				    SIGABRT);
 	suite_add_tcase(s, misc);

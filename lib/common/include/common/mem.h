@@ -28,6 +28,12 @@ size_t cm_strlcpy(char *dst, const char *src, size_t size);
 
 /* cm_parse_i64 - whole-string base-10 integer in [min,max]; 0 or CM_EINVAL. */
 int cm_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+/* cm_u64_text - v in base 10 or 16 (lower case) into out, NUL-ended;
+   returns the number of digits. No printf: for hot paths. */
+size_t cm_u64_text(uint64_t v, unsigned base, char out[24]);
+/* cm_hex_encode - the n bytes at in as 2n lower-case hex digits and a
+   NUL into out (2n + 1 bytes). */
+void cm_hex_encode(const unsigned char *in, size_t n, char *out);
 /* cm_hex_digit - the value of one hex digit (either case), or -1. */
 int cm_hex_digit(int c);
 /* cm_parse_bool - true/false/1/0/yes/no/on/off (any case); 0 or CM_EINVAL. */

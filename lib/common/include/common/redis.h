@@ -66,6 +66,9 @@ redisReply *cm_redis_cmd(int argc, const char **argv, const size_t *argvlen,
 redisReply *cm_redis_cmd_grouped(int argc, const char **argv,
 				 const size_t *argvlen,
 				 char errbuf[CM_ERRBUF_LEN]);
+/* cm_redis_script_sha - the SHA-1 of a Lua script in hex (what EVALSHA
+   names), or "" when it cannot be computed (then EVAL every time). */
+void cm_redis_script_sha(const char *lua, char out[41]);
 /* cm_redis_cmdf - printf-style (hiredis %s/%b) command; fmt a literal. */
 redisReply *cm_redis_cmdf(char errbuf[CM_ERRBUF_LEN], const char *fmt, ...);
 /* cm_redis_async_fn - the answer of an async command: reply (owned by
