@@ -1614,6 +1614,39 @@ START_TEST(test_a_half_closed_client_still_gets_a_large_answer)
 }
 END_TEST
 
+/* A client that pipelines requests for large answers without reading
+   them: the server stops reading while its output is backed up, and
+   goes on once the client reads; every answer arrives whole. */
+START_TEST(test_pipelined_large_answers_wait_for_a_client_that_reads_late)
+{
+	static const char req[] = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+				  "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+				  "GET /big HTTP/1.1\r\nHost: x\r\n"
+				  "Connection: close\r\n\r\n";
+	struct cm_buf out = CM_BUF_INIT(0);
+	struct server s;
+	const char *p;
+	size_t heads = 0;
+	int fd;
+
+	server_start(&s);
+	fd = raw_connect(s.port);
+	raw_send(fd, req, strlen(req));
+	usleep(500 * 1000); /* not reading: the first answer backs up */
+	ck_assert(raw_read_all(fd, &out, 20000));
+	close(fd);
+	for (p = out.data; (p = memmem(p, out.len - (size_t)(p - out.data),
+				       "HTTP/1.1 200 ", 13));
+	     p += 13)
+		heads++;
+	ck_assert_uint_eq(heads, 3);
+	ck_assert_uint_gt(out.len, 3 * BIG_LEN);
+	ck_assert_uint_lt(out.len, 3 * BIG_LEN + 3 * 1024);
+	cm_buf_release(&out);
+	server_stop(&s);
+}
+END_TEST
+
 /* Replies are written as soon as the handlers are done (not on the next
    write event): one keep-alive connection gets 200 small replies in
    turn; then a reply far larger than the socket takes at once (the rest
@@ -2471,6 +2504,9 @@ make_suite(void)
 		limit,
 		test_pipelined_requests_behind_deferred_ones_keep_their_order);
 	tcase_add_test(limit, test_http_1_0_is_answered_in_kind);
+	tcase_add_test(
+		limit,
+		test_pipelined_large_answers_wait_for_a_client_that_reads_late);
 	tcase_add_test(limit,
 		       test_a_half_closed_client_still_gets_a_large_answer);
 	tcase_add_test(limit,

@@ -298,7 +298,14 @@ START_TEST(test_reconnects_after_client_kill)
 }
 END_TEST
 
-START_TEST(test_command_timeout_drops_the_connection)
+typedef redisReply *(*cmd_fn)(int argc, const char **argv,
+			      const size_t *argvlen,
+			      char errbuf[CM_ERRBUF_LEN]);
+
+/* A command over the 300 ms timeout fails "timed out" in time, and the
+   connection is replaced. */
+static void
+timeout_drops_the_connection(cmd_fn cmd)
 {
 	char k[128], errbuf[CM_ERRBUF_LEN] = "";
 	const char *argv[] = { "BLPOP", k, "3" };
@@ -309,10 +316,36 @@ START_TEST(test_command_timeout_drops_the_connection)
 	key(k, "never");
 	id1 = my_client_id();
 	t0 = cm_now_ms();
-	ck_assert_ptr_null(cm_redis_cmd(3, argv, NULL, errbuf));
+	ck_assert_ptr_null(cmd(3, argv, NULL, errbuf));
 	ck_assert_int_lt(cm_now_ms() - t0, 1500);
 	ck_assert_msg(strstr(errbuf, "timed out"), "%s", errbuf);
 	ck_assert_int_ne(my_client_id(), id1);
+}
+
+START_TEST(test_command_timeout_drops_the_connection)
+{
+	timeout_drops_the_connection(cm_redis_cmd);
+}
+END_TEST
+
+/* A grouped round that fails (here a command timeout) fails its caller
+   with the reason and drops the connection; the next round connects
+   anew. A server that refuses connections fails the call too. */
+START_TEST(test_a_failed_grouped_round_reports_and_the_next_reconnects)
+{
+	char errbuf[CM_ERRBUF_LEN] = "";
+	const char *ping[] = { "PING" };
+	redisReply *r;
+
+	timeout_drops_the_connection(cm_redis_cmd_grouped);
+	r = cm_redis_cmd_grouped(1, ping, NULL, errbuf);
+	ck_assert_msg(r != NULL, "%s", errbuf);
+	freeReplyObject(r);
+	init_with("127.0.0.1", cm_test_free_port(), NULL, 0, 1000);
+	ck_assert_ptr_null(cm_redis_cmd_grouped(1, ping, NULL, errbuf));
+	ck_assert_msg(strstr(errbuf, "refused"), "%s", errbuf);
+	ck_assert_ptr_null(cm_redis_cmd_grouped(0, ping, NULL, errbuf));
+	ck_assert_msg(strstr(errbuf, "empty"), "%s", errbuf);
 }
 END_TEST
 
@@ -871,6 +904,9 @@ make_suite(void)
 	tcase_add_test(
 		tc,
 		test_grouped_commands_of_many_threads_get_their_own_replies);
+	tcase_add_test(
+		tc,
+		test_a_failed_grouped_round_reports_and_the_next_reconnects);
 	tcase_add_test(tc, test_cmdf_keeps_each_value_one_argument);
 	tcase_add_test(
 		tc, test_error_reply_is_null_with_its_text_and_keeps_the_conn);
