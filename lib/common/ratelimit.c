@@ -82,10 +82,11 @@ static const char take_count_lua[] = LUA_RATE LUA_USAGE_KEYS("KEYS[2]")
 	LUA_COUNT "return {1, math.floor(tokens), 0}\n";
 
 /* KEYS[1] bucket, KEYS[2] "bz:usage:<tenant>"; ARGV per_minute, burst,
-   want, counter, done: take min(whole tokens, want) tokens when at least
-   one is there, and count done (calls already served from an earlier
-   lease) plus this call when it is let through. Returns {allowed, whole
-   tokens left, ms until one token, tokens taken}. */
+   want, counter, done, self: take min(whole tokens, want) tokens when at
+   least one is there, and count done (calls already served from an
+   earlier lease) plus, when self is 1, this call when it is let through
+   (self 0: a refill ahead of need, no call of its own). Returns
+   {allowed, whole tokens left, ms until one token, tokens taken}. */
 static const char lease_lua[] =
 	"local rate = tonumber(ARGV[1])\n"
 	"local burst = tonumber(ARGV[2])\n"
@@ -110,7 +111,7 @@ static const char lease_lua[] =
 	"  redis.call('PEXPIRE', KEYS[1],\n"
 	"             math.ceil((burst - tokens) * 60000 / rate) + 1000)\n"
 	"end\n"
-	"local n = done + (got > 0 and 1 or 0)\n"
+	"local n = done + (got > 0 and tonumber(ARGV[6]) or 0)\n"
 	"if n > 0 then\n" LUA_USAGE_KEYS(
 		"KEYS[2]") "  redis.call('HINCRBY', day, ARGV[4], n)\n"
 			   "  redis.call('HINCRBY', month, ARGV[4], n)\n"
@@ -467,6 +468,8 @@ struct lease {
 	long remaining;	  /* the bucket's whole tokens at the last take */
 	int64_t until_ms; /* the reserve is dropped after */
 	struct lease_call *call; /* the refill in flight, or NULL */
+	bool dry; /* a refill ahead found no tokens or failed: no more
+		     ahead until a take's own refill brings some */
 };
 
 static __thread struct lease leases[LEASE_SLOTS];
@@ -570,7 +573,8 @@ struct lease_waiter {
 	struct lease_waiter *next;
 };
 
-/* One refill in flight, and the takes that arrived meanwhile. */
+/* One refill in flight, and the takes that arrived meanwhile. fn is
+   the take that sent it, or NULL for a refill ahead of need. */
 struct lease_call {
 	cm_rate_fn fn;
 	void *arg;
@@ -582,7 +586,7 @@ struct lease_call {
 	char full[sizeof(RL_PREFIX) + CM_RATE_KEY_MAX];
 	char usage[64];
 	char counter[CM_USAGE_COUNTER_MAX + 1];
-	char a[4][24]; /* per_minute, burst, want, done */
+	char a[5][24]; /* per_minute, burst, want, done, self */
 };
 
 static bool
@@ -635,7 +639,7 @@ lease_done(redisReply *r, const char *err, void *arg)
 	struct cm_rate_result out = { 0 };
 	struct lease *l = lease_slot(c->full);
 	bool ours = lease_is(l, c->full, c->usage, c->counter);
-	long long allowed, left, wait, got;
+	long long allowed, left, wait, got, keep;
 	struct lease_waiter *w;
 	int rc = CM_EIO;
 
@@ -646,12 +650,15 @@ lease_done(redisReply *r, const char *err, void *arg)
 	    int_reply(r->element[1], &left) &&
 	    int_reply(r->element[2], &wait) && int_reply(r->element[3], &got)) {
 		rc = 0;
-		if (ours && got > 1) {
-			l->tokens += (long)got - 1;
+		keep = got - (c->fn ? 1 : 0); /* the sender's own token */
+		if (ours && keep > 0) {
+			l->tokens += (long)keep;
 			l->until_ms = cm_now_ms() + LEASE_MS;
 		}
-		if (ours)
+		if (ours) {
 			l->remaining = (long)left;
+			l->dry = c->fn ? l->dry && got == 0 : got == 0;
+		}
 		out.allowed = allowed == 1;
 		out.remaining = (long)left + (ours ? l->tokens : 0);
 		out.retry_after_ms = (long)wait;
@@ -662,9 +669,14 @@ lease_done(redisReply *r, const char *err, void *arg)
 						     : "unexpected reply");
 		err = errbuf;
 	}
-	if (rc < 0 && ours)
+	if (rc < 0 && ours) {
 		l->used += c->done; /* not counted: try again later */
-	c->fn(rc, rc == 0 ? &out : NULL, err, c->arg);
+		l->dry = l->dry || !c->fn;
+	}
+	if (!c->fn && rc < 0)
+		cm_log_warn("ratelimit: refill ahead: %s", err ? err : "?");
+	if (c->fn)
+		c->fn(rc, rc == 0 ? &out : NULL, err, c->arg);
 	if (rc == 0) {
 		lease_waiters(c, l, ours, &out);
 	} else {
@@ -680,12 +692,49 @@ lease_done(redisReply *r, const char *err, void *arg)
 static int
 lease_send(struct lease_call *c, char errbuf[CM_ERRBUF_LEN])
 {
-	const char *argv[8] = { "2",	 c->full, c->usage,   c->a[0],
-				c->a[1], c->a[2], c->counter, c->a[3] };
+	const char *argv[9] = { "2",	 c->full,    c->usage, c->a[0], c->a[1],
+				c->a[2], c->counter, c->a[3],  c->a[4] };
 
 	pthread_once(&sha_once, sha_init);
-	return cm_redis_async_eval(lease_script.lua, lease_script.sha, 8, argv,
+	return cm_redis_async_eval(lease_script.lua, lease_script.sha, 9, argv,
 				   lease_done, c, errbuf);
+}
+
+/* Send l's refill of want tokens: for the take fn (which waits for it),
+   or ahead of need (fn NULL). The calls served from the reserve so far
+   are counted by it. */
+static int
+lease_start(struct lease *l, const char *key, long per_minute, long burst,
+	    long batch, long want, const char *tenant_id, cm_rate_fn fn,
+	    void *arg, char errbuf[CM_ERRBUF_LEN])
+{
+	struct lease_call *c = cm_xcalloc(1, sizeof(*c));
+	int rc;
+
+	c->fn = fn;
+	c->arg = arg;
+	c->per_minute = per_minute;
+	c->burst = burst;
+	c->batch = batch;
+	c->done = l->used;
+	c->tail = &c->waiters;
+	cm_strlcpy(c->key, key, sizeof(c->key));
+	cm_strlcpy(c->tenant, tenant_id, sizeof(c->tenant));
+	cm_strlcpy(c->full, l->full, sizeof(c->full));
+	cm_strlcpy(c->usage, l->usage, sizeof(c->usage));
+	cm_strlcpy(c->counter, l->counter, sizeof(c->counter));
+	snprintf(c->a[0], sizeof(c->a[0]), "%ld", per_minute);
+	snprintf(c->a[1], sizeof(c->a[1]), "%ld", burst);
+	snprintf(c->a[2], sizeof(c->a[2]), "%ld", want);
+	snprintf(c->a[3], sizeof(c->a[3]), "%ld", c->done);
+	cm_strlcpy(c->a[4], fn ? "1" : "0", sizeof(c->a[4]));
+	if ((rc = lease_send(c, errbuf)) < 0) {
+		free(c);
+		return rc;
+	}
+	l->used = 0; /* counted by the call now in flight */
+	l->call = c;
+	return 0;
 }
 
 int
@@ -696,7 +745,6 @@ cm_rate_lease_take_async(const char *key, long per_minute, long burst,
 	char full[sizeof(RL_PREFIX) + CM_RATE_KEY_MAX], usage[64];
 	struct cm_rate_result out = { 0 };
 	struct lease_waiter *w;
-	struct lease_call *c;
 	struct lease *l;
 	int64_t now = cm_now_ms();
 	int rc;
@@ -728,6 +776,16 @@ cm_rate_lease_take_async(const char *key, long per_minute, long burst,
 		l->tokens--;
 		l->used++;
 		lease_timer_arm();
+		/* half the reserve left: refill it now, so that the takes
+		   after it need not wait for Redis */
+		if (batch > 1 && !l->call && !l->dry &&
+		    l->tokens * 2 <= batch &&
+		    lease_start(l, key, per_minute, burst, batch,
+				batch - l->tokens, tenant_id, NULL, NULL,
+				errbuf) < 0) {
+			cm_log_warn("ratelimit: refill ahead: %s", errbuf);
+			l->dry = true;
+		}
 		out.allowed = true;
 		out.remaining = l->remaining + l->tokens;
 		out.limit = burst;
@@ -742,28 +800,6 @@ cm_rate_lease_take_async(const char *key, long per_minute, long burst,
 		l->call->tail = &w->next;
 		return 0;
 	}
-	c = cm_xcalloc(1, sizeof(*c));
-	c->fn = fn;
-	c->arg = arg;
-	c->per_minute = per_minute;
-	c->burst = burst;
-	c->batch = batch;
-	c->done = l->used;
-	c->tail = &c->waiters;
-	cm_strlcpy(c->key, key, sizeof(c->key));
-	cm_strlcpy(c->tenant, tenant_id, sizeof(c->tenant));
-	cm_strlcpy(c->full, full, sizeof(c->full));
-	cm_strlcpy(c->usage, usage, sizeof(c->usage));
-	cm_strlcpy(c->counter, counter, sizeof(c->counter));
-	snprintf(c->a[0], sizeof(c->a[0]), "%ld", per_minute);
-	snprintf(c->a[1], sizeof(c->a[1]), "%ld", burst);
-	snprintf(c->a[2], sizeof(c->a[2]), "%ld", batch);
-	snprintf(c->a[3], sizeof(c->a[3]), "%ld", c->done);
-	if ((rc = lease_send(c, errbuf)) < 0) {
-		free(c);
-		return rc;
-	}
-	l->used = 0; /* counted by the call now in flight */
-	l->call = c;
-	return 0;
+	return lease_start(l, key, per_minute, burst, batch, batch, tenant_id,
+			   fn, arg, errbuf);
 }

@@ -84,11 +84,16 @@ typedef void (*cm_rate_fn)(int rc, const struct cm_rate_result *r,
    previous reserve together with this one; takes of the same bucket that
    arrive meanwhile wait for that call and are served from what it
    brought (refused alike when it found the bucket empty, queued behind
-   the next refill when it brought too few). So:
+   the next refill when it brought too few). A take that leaves half the
+   batch or less in the reserve sends the refill up to batch ahead (no
+   caller waits for it; the calls served so far are counted by it), so
+   under a steady rate takes do not wait for Redis; one that finds the
+   bucket empty or fails stops these until a take's own refill brings
+   tokens. So:
    - never more calls are let through than the bucket holds: a reserve
      is part of the bucket, taken out of it; a reserve left unused for
      1 s is dropped, so a tenant at its limit may be refused up to
-     batch - 1 calls per worker early, never late. batch 1 is exact.
+     batch calls per worker early, never late. batch 1 is exact.
    - calls served from a reserve are counted on the next refill or within
      about 1 s by a timer on the worker, and when the worker stops.
    - remaining (X-RateLimit-Remaining) is the bucket's tokens at the last
