@@ -9,7 +9,9 @@
  * reader, stop, a failure to retry) goes through px->timer, so that a
  * connection is never closed under one of its own callbacks. The final
  * call on the deferred request and the return of the connection to the
- * pool happen once, in px_finish.
+ * pool happen once, in px_finish. A request on a kept-alive connection
+ * is written when the worker's round of callbacks ends, with the others
+ * of that round (struct sendq), as the server writes its replies.
  *
  * A kept-alive upstream connection may be closed by the upstream just as
  * a request goes out on it: the request then fails before any answer
@@ -29,6 +31,8 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/http.h> /* evhttp_uri_parse */
+
+#include <sys/queue.h>
 
 #include <errno.h>
 #include <netdb.h>
@@ -136,7 +140,20 @@ struct px {
 	char *body;  /* buffered answer */
 	size_t body_len, body_cap;
 	char ctype[128];
+	bool send_queued; /* in the worker's send queue */
+	TAILQ_ENTRY(px) sq;
 };
+
+/* Requests to be written when the worker's round of callbacks ends
+   (after the client requests of this round have all been read), so that
+   the upstream is woken once for several and finds them together. */
+struct sendq {
+	TAILQ_HEAD(, px) q;
+	struct event *ev;
+	bool hooked; /* sendq_free runs when the worker stops */
+};
+
+static __thread struct sendq tsendq;
 
 /* ---- connections --------------------------------------------------------- */
 
@@ -494,6 +511,9 @@ px_finish(struct px *px, int fail_status, const char *code, const char *what)
 	if (px->finished)
 		return;
 	px->finished = true;
+	if (px->send_queued)
+		TAILQ_REMOVE(&tsendq.q, px, sq);
+	px->send_queued = false;
 	if (px->timer)
 		event_free(px->timer);
 	px->timer = NULL;
@@ -568,7 +588,54 @@ px_write(struct px *px)
 	}
 }
 
-/* Send px's request on connection u (new: once it is connected). */
+static void
+sendq_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px *px;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while ((px = TAILQ_FIRST(&tsendq.q))) {
+		TAILQ_REMOVE(&tsendq.q, px, sq);
+		px->send_queued = false;
+		if (px->abort == PX_NONE && px->uc)
+			px_write(px);
+	}
+}
+
+static void
+sendq_free(void *arg)
+{
+	(void)arg;
+	if (tsendq.ev)
+		event_free(tsendq.ev);
+	tsendq.ev = NULL;
+	tsendq.hooked = false;
+}
+
+/* Queue px for sendq_cb; false when there is no queue (write now). */
+static bool
+sendq_add(struct px *px)
+{
+	if (!tsendq.hooked) {
+		TAILQ_INIT(&tsendq.q);
+		if (cm_http_worker_at_exit_(sendq_free, NULL) < 0)
+			return false;
+		tsendq.hooked = true;
+	}
+	if (!tsendq.ev && !(tsendq.ev = event_new(cm_http_req_base_(px->req),
+						  -1, 0, sendq_cb, NULL)))
+		return false;
+	if (TAILQ_EMPTY(&tsendq.q))
+		event_active(tsendq.ev, EV_TIMEOUT, 1);
+	TAILQ_INSERT_TAIL(&tsendq.q, px, sq);
+	px->send_queued = true;
+	return true;
+}
+
+/* Send px's request on connection u: a new one once it is connected, a
+   kept-alive one when this round of callbacks ends. */
 static void
 px_send(struct px *px, struct uconn *u)
 {
@@ -580,7 +647,8 @@ px_send(struct px *px, struct uconn *u)
 		event_add(&u->wr, NULL);
 		return;
 	}
-	px_write(px);
+	if (!px->send_queued && !sendq_add(px))
+		px_write(px);
 }
 
 static void

@@ -599,6 +599,7 @@ START_TEST(test_event_streams_pass_through_unbuffered)
 		usleep(50 * 1000);
 	ck_assert_msg(atomic_load(upstream_saw_close),
 		      "the upstream stream was not released");
+
 	cm_buf_release(&req);
 	cm_buf_release(&got);
 	free(tok);
@@ -662,6 +663,55 @@ START_TEST(test_api_keys_reach_only_their_scopes)
 	cm_test_expect(&r, 403, "insufficient_scope");
 	cm_test_resp_release(&r);
 	cm_buf_release(&auth);
+}
+END_TEST
+
+struct gw_client {
+	int id, ok;
+};
+
+static void *
+gw_client_run(void *arg)
+{
+	struct gw_client *c = arg;
+	char path[128], want[160], v[64];
+	const char *tid;
+	struct cm_test_resp r;
+	int i;
+
+	for (i = 0; i < 25; i++) {
+		tid = (c->id + i) % 2 ? tenant_a : tenant_b;
+		snprintf(path, sizeof(path), "/api/crm/echo?c=%d&i=%d", c->id,
+			 i);
+		snprintf(want, sizeof(want), "GET %s HTTP/1.1\r\n", path);
+		r = gw("GET", tid, path, NULL, NULL);
+		if (r.status == 200 && !strncmp(r.body, want, strlen(want)) &&
+		    raw_header(r.body, "X-Tenant-ID", v, sizeof(v)) &&
+		    !strcmp(v, tid))
+			c->ok++;
+		cm_test_resp_release(&r);
+	}
+	return NULL;
+}
+
+/* Requests forwarded at the same moment (sent together when a round of
+   callbacks ends) each reach the upstream once, as sent, with their own
+   tenant, and each answer goes back to its own client. */
+START_TEST(test_concurrent_requests_each_get_their_own_answer)
+{
+	struct gw_client c[8];
+	pthread_t t[8];
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		c[i] = (struct gw_client){ i, 0 };
+		ck_assert_int_eq(
+			pthread_create(&t[i], NULL, gw_client_run, &c[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+		ck_assert_int_eq(c[i].ok, 25);
+	}
 }
 END_TEST
 
@@ -764,6 +814,7 @@ suite(void)
 		test_a_request_on_a_closed_kept_alive_connection_is_retried_if_safe);
 	tcase_add_test(tc, test_disabled_service_and_plan_rate_limit);
 	tcase_add_test(tc, test_api_keys_reach_only_their_scopes);
+	tcase_add_test(tc, test_concurrent_requests_each_get_their_own_answer);
 	tcase_add_test(tc, test_real_upstream_keeps_tenants_apart);
 	tcase_add_test(
 		tc, test_services_refuse_mismatched_or_foreign_gateway_tokens);
