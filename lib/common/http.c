@@ -2414,6 +2414,21 @@ cm_req_stream_end(struct cm_req *req)
 	deferred_finish(req);
 }
 
+void
+cm_req_stream_abort(struct cm_req *req)
+{
+	if (!req->on_heap || req->replied)
+		return;
+	if (!req->streaming) {
+		cm_req_stream_end(req);
+		return;
+	}
+	req->replied = true;
+	if (req->conn)
+		req->conn->keep = false; /* written, then closed */
+	deferred_finish(req);
+}
+
 const struct cm_wire_hdr *
 cm_http_req_headers_(const struct cm_req *req, int *n)
 {

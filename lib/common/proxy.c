@@ -56,6 +56,8 @@
 #define HEAD_MAX (64 * 1024) /* an upstream's response head */
 #define READ_CHUNK 16384
 #define UCONN_MAGIC 0x55434f4eu
+#define ADDR_TTL_MS 30000 /* an upstream's looked-up address is reused */
+#define SWEEP_MS 5000	  /* idle pooled connections are checked */
 
 #define ERRORS "bz_gateway_upstream_errors_total"
 #define ERRORS_HELP "Upstream failures seen by the gateway, by kind."
@@ -79,17 +81,22 @@ struct uconn {
 	int64_t idle_since_ms;
 };
 
-/* Idle kept-alive connections to one upstream, on one worker. */
+/* Idle kept-alive connections to one upstream, on one worker, and the
+   upstream's address as last looked up. */
 struct pool_entry {
 	const struct cm_proxy_upstream *up;
 	struct uconn *idle[MAX_IDLE_PER_UPSTREAM];
 	int nidle;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;    /* 0: look it up */
+	int64_t addr_until_ms; /* looked up again after */
 };
 
 struct pool {
 	struct pool_entry *e;
 	int n;
 	bool registered;
+	struct event *sweep; /* closes connections idle too long */
 };
 
 static __thread struct pool tpool;
@@ -180,33 +187,56 @@ uconn_free(struct uconn *u)
 	free(u);
 }
 
-/* A new connection to up (blocking name lookup, non-blocking connect). */
-static struct uconn *
-uconn_new(struct pool_entry *pe, struct event_base *base)
+/* pe's upstream address: the one looked up within ADDR_TTL_MS, else
+   looked up now (blocking: once per upstream, worker and 30 s, and after
+   a failed connect). false when the name does not resolve. */
+static bool
+pe_addr(struct pool_entry *pe)
 {
-	const struct cm_proxy_upstream *up = pe->up;
 	struct addrinfo hints, *ai = NULL;
-	struct uconn *u;
 	char port[16];
-	int fd, one = 1;
+	int64_t now = cm_now_ms();
 
+	if (pe->addr_len && now < pe->addr_until_ms)
+		return true;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%d", up->port);
-	if (getaddrinfo(up->host, port, &hints, &ai) || !ai)
+	snprintf(port, sizeof(port), "%d", pe->up->port);
+	if (getaddrinfo(pe->up->host, port, &hints, &ai) || !ai ||
+	    ai->ai_addrlen > sizeof(pe->addr)) {
+		if (ai)
+			freeaddrinfo(ai);
+		pe->addr_len = 0;
+		return false;
+	}
+	memcpy(&pe->addr, ai->ai_addr, ai->ai_addrlen);
+	pe->addr_len = ai->ai_addrlen;
+	pe->addr_until_ms = now + ADDR_TTL_MS;
+	freeaddrinfo(ai);
+	return true;
+}
+
+/* A new connection to pe's upstream (non-blocking connect). */
+static struct uconn *
+uconn_new(struct pool_entry *pe, struct event_base *base)
+{
+	struct uconn *u;
+	int fd, one = 1;
+
+	if (!pe_addr(pe))
 		return NULL;
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    0);
-	if (fd < 0 || (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
+	fd = socket(pe->addr.ss_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || (connect(fd, (const struct sockaddr *)&pe->addr,
+			       pe->addr_len) < 0 &&
 		       errno != EINPROGRESS)) {
 		if (fd >= 0)
 			close(fd);
-		freeaddrinfo(ai);
+		pe->addr_len = 0; /* look the name up again next time */
 		return NULL;
 	}
-	freeaddrinfo(ai);
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u = cm_xcalloc(1, sizeof(*u));
 	u->magic = UCONN_MAGIC;
@@ -232,9 +262,43 @@ pool_free_all(void *arg)
 		for (j = 0; j < tpool.e[i].nidle; j++)
 			uconn_free(tpool.e[i].idle[j]);
 	free(tpool.e);
+	if (tpool.sweep)
+		event_free(tpool.sweep);
+	tpool.sweep = NULL;
 	tpool.e = NULL;
 	tpool.n = 0;
 	tpool.registered = false;
+}
+
+/* Every SWEEP_MS while connections are pooled: close those idle longer
+   than their upstream's idle timeout (the upstream may keep them open). */
+static void
+pool_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000 };
+	int64_t now = cm_now_ms();
+	struct pool_entry *pe;
+	bool any = false;
+	int i, j;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (i = 0; i < tpool.n; i++) {
+		pe = &tpool.e[i];
+		for (j = 0; j < pe->nidle;) {
+			if (now - pe->idle[j]->idle_since_ms >=
+			    idle_ms(pe->up)) {
+				uconn_free(pe->idle[j]);
+				pe->idle[j] = pe->idle[--pe->nidle];
+			} else {
+				j++;
+			}
+		}
+		any = any || pe->nidle > 0;
+	}
+	if (any)
+		evtimer_add(tpool.sweep, &tv);
 }
 
 static struct pool_entry *
@@ -290,6 +354,8 @@ pool_take(struct pool_entry *pe, struct event_base *base, bool *reused)
 static void
 pool_give(struct pool_entry *pe, struct uconn *u)
 {
+	struct timeval tv = { SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000 };
+
 	u->px = NULL;
 	u->in_len = 0;
 	if (pe->nidle == MAX_IDLE_PER_UPSTREAM) {
@@ -298,6 +364,11 @@ pool_give(struct pool_entry *pe, struct uconn *u)
 	}
 	u->idle_since_ms = cm_now_ms();
 	pe->idle[pe->nidle++] = u;
+	if (!tpool.sweep)
+		tpool.sweep = evtimer_new(event_get_base(&u->rd), pool_sweep_cb,
+					  NULL);
+	if (tpool.sweep && !evtimer_pending(tpool.sweep, NULL))
+		evtimer_add(tpool.sweep, &tv);
 }
 
 /* ---- parsing ------------------------------------------------------------- */
@@ -518,7 +589,11 @@ px_finish(struct px *px, int fail_status, const char *code, const char *what)
 		event_free(px->timer);
 	px->timer = NULL;
 	px_release_conn(px, !fail_status && px->abort == PX_NONE);
-	if (px->streaming) {
+	if (px->streaming && px->abort != PX_NONE && px->abort != PX_STOP &&
+	    px->abort != PX_GONE) {
+		cm_req_stream_abort(
+			req); /* cut short: the client must see it */
+	} else if (px->streaming) {
 		cm_req_stream_end(req);
 	} else if (fail_status) {
 		count_request(px, fail_status);
@@ -664,6 +739,7 @@ uconn_write_cb(evutil_socket_t fd, short what, void *arg)
 			err = errno;
 		u->connecting = false;
 		if (err) {
+			u->pe->addr_len = 0; /* look the name up again */
 			event_del(&u->wr);
 			u->writing = false;
 			if (u->px)

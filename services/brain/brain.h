@@ -70,6 +70,7 @@ struct brain {
 	/* the gateway (gateway.c) */
 	const char *service_secret;	/* signs the gateway tokens */
 	int64_t gw_timeout_ms;		/* until an upstream's response head */
+	int64_t gw_idle_timeout_s;	/* upstream connection / stream idle */
 	int64_t gw_plan_ttl_ms;		/* how long a tenant's plan is cached */
 	int64_t integration_timeout_ms; /* test-integration's wait */
 	struct cm_proxy_upstream upstream[BRAIN_NPEERS];

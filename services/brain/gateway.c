@@ -130,6 +130,7 @@ brain_gateway_init(struct brain *b, char errbuf[CM_ERRBUF_LEN])
 		if (rc < 0)
 			return rc;
 		up->timeout_ms = (int)b->gw_timeout_ms;
+		up->idle_timeout_s = (int)b->gw_idle_timeout_s;
 	}
 	return 0;
 }

@@ -68,6 +68,8 @@ static const struct cm_config_item brain_config[] = {
 	  "how long an upstream may take to start its answer" },
 	{ "GATEWAY_PLAN_TTL_MS", CM_CFG_INT, "5000", 0, 5000, 0,
 	  "how long a tenant's services and rate are cached per thread" },
+	{ "GATEWAY_IDLE_TIMEOUT_S", CM_CFG_INT, "60", 1, 3600, 0,
+	  "how long an upstream connection or stream may sit idle" },
 	CM_CONFIG_END
 };
 
@@ -180,6 +182,7 @@ read_settings(struct brain *b, const struct cm_config *c)
 	b->login_window_s = cm_config_int(c, "BRAIN_LOGIN_WINDOW_S");
 	b->service_secret = cm_config_str(c, "SERVICE_SECRET");
 	b->gw_timeout_ms = cm_config_int(c, "GATEWAY_TIMEOUT_MS");
+	b->gw_idle_timeout_s = cm_config_int(c, "GATEWAY_IDLE_TIMEOUT_S");
 	b->gw_plan_ttl_ms = cm_config_int(c, "GATEWAY_PLAN_TTL_MS");
 	b->integration_timeout_ms =
 		cm_config_int(c, "BRAIN_INTEGRATION_TIMEOUT_MS");

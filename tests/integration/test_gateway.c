@@ -37,6 +37,8 @@ static pid_t echo_pid; /* the echo server runs in its own process */
 static atomic_int *upstream_saw_close;
 /* /api/crm/flaky: requests the echo server dropped, POSTs it received */
 static atomic_int *upstream_dropped, *upstream_flaky_posts;
+/* connections brain closed right after an idle-probe request */
+static atomic_int *upstream_probe_closed;
 
 /* ---- the echo upstream ------------------------------------------------ */
 
@@ -103,15 +105,42 @@ answer_stream(int fd, bool hold)
 	send_all(fd, "0\r\n\r\n", 5);
 }
 
+/* GET .../stream-bad: one event, then a chunk whose size is not hex;
+   then waits for brain to let go. */
+static void
+answer_stream_bad(int fd)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\n"
+				   "Content-Type: text/event-stream\r\n"
+				   "Transfer-Encoding: chunked\r\n\r\n"
+				   "b\r\ndata: one\n\n\r\n";
+	struct pollfd p = { fd, POLLIN, 0 };
+	char c;
+
+	send_all(fd, head, sizeof(head) - 1);
+	usleep(100 * 1000);
+	send_all(fd, "zz\r\nbroken\r\n", 14);
+	if (poll(&p, 1, 10000) == 1)
+		(void)recv(fd, &c, 1, 0);
+}
+
 static void *
 echo_conn(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	struct cm_buf req = CM_BUF_INIT(8192), resp = CM_BUF_INIT(8192);
-	bool served_flaky = false;
+	bool served_flaky = false, probed = false;
 
-	while (read_request(fd, &req)) {
-		const char *line = cm_buf_str(&req);
+	for (;;) {
+		const char *line;
+
+		if (!read_request(fd, &req)) { /* brain closed it */
+			if (probed)
+				atomic_fetch_add(upstream_probe_closed, 1);
+			break;
+		}
+		line = cm_buf_str(&req);
+		probed = strstr(line, " /api/crm/idle-probe ") != NULL;
 
 		/* a kept-alive connection the upstream closes just as the
 		   next request arrives: the first flaky request of each
@@ -126,6 +155,10 @@ echo_conn(void *arg)
 			served_flaky = true;
 		}
 
+		if (strstr(line, " /api/crm/stream-bad ")) {
+			answer_stream_bad(fd);
+			break;
+		}
 		if (strstr(line, " /api/crm/stream-hold ")) {
 			answer_stream(fd, true);
 			break;
@@ -257,6 +290,7 @@ setup(void)
 			      agents,
 			      bus_url,
 			      "GATEWAY_TIMEOUT_MS=700",
+			      "GATEWAY_IDLE_TIMEOUT_S=2",
 			      "GATEWAY_PLAN_TTL_MS=0",
 			      NULL };
 
@@ -266,10 +300,11 @@ setup(void)
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert(upstream_saw_close != MAP_FAILED);
 	upstream_dropped =
-		mmap(NULL, 2 * sizeof(*upstream_dropped),
+		mmap(NULL, 3 * sizeof(*upstream_dropped),
 		     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert(upstream_dropped != MAP_FAILED);
 	upstream_flaky_posts = upstream_dropped + 1;
+	upstream_probe_closed = upstream_dropped + 2;
 	echo_fd = listener(&echo_port);
 	silent_fd = listener(&silent_port); /* never accepts */
 	/* its own process: forked tests must not inherit its threads */
@@ -545,6 +580,7 @@ START_TEST(test_event_streams_pass_through_unbuffered)
 	char *tok = cm_test_user_token(user_a, tenant_a, "[\"owner\"]", 300);
 	struct sockaddr_in sa;
 	struct cm_buf req = CM_BUF_INIT(2048), got = CM_BUF_INIT(4096);
+	struct timeval tv = { 5, 0 };
 	char chunk[4096];
 	ssize_t n;
 	int fd;
@@ -600,6 +636,26 @@ START_TEST(test_event_streams_pass_through_unbuffered)
 	ck_assert_msg(atomic_load(upstream_saw_close),
 		      "the upstream stream was not released");
 
+	/* an upstream that breaks the framing mid-stream: the client's
+	   connection is closed without the final chunk, so it can tell */
+	cm_buf_reset(&req);
+	cm_buf_reset(&got);
+	cm_buf_printf(&req,
+		      "GET /api/crm/stream-bad HTTP/1.1\r\nHost: x\r\n"
+		      "Authorization: Bearer %s\r\n\r\n",
+		      tok);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	send_all(fd, req.data, req.len);
+	while ((n = recv(fd, chunk, sizeof(chunk), 0)) > 0)
+		cm_buf_add(&got, chunk, (size_t)n);
+	ck_assert_int_eq(n, 0); /* closed, not timed out */
+	ck_assert_ptr_nonnull(strstr(cm_buf_str(&got), "data: one"));
+	ck_assert_ptr_null(strstr(cm_buf_str(&got), "broken"));
+	ck_assert_ptr_null(strstr(cm_buf_str(&got), "\r\n0\r\n\r\n"));
+	close(fd);
 	cm_buf_release(&req);
 	cm_buf_release(&got);
 	free(tok);
@@ -715,6 +771,26 @@ START_TEST(test_concurrent_requests_each_get_their_own_answer)
 }
 END_TEST
 
+/* A pooled upstream connection idle past GATEWAY_IDLE_TIMEOUT_S (2 s
+   here) is closed by brain, which looks every 5 s; the echo upstream
+   itself never closes an idle connection. */
+START_TEST(test_idle_upstream_connections_are_closed)
+{
+	struct cm_test_resp r;
+	int i;
+
+	atomic_store(upstream_probe_closed, 0);
+	r = gw("GET", tenant_a, "/api/crm/idle-probe", NULL, NULL);
+	cm_test_expect(&r, 200, NULL);
+	cm_test_resp_release(&r);
+	usleep(500 * 1000);
+	ck_assert_int_eq(atomic_load(upstream_probe_closed), 0); /* pooled */
+	for (i = 0; i < 120 && !atomic_load(upstream_probe_closed); i++)
+		usleep(100 * 1000);
+	ck_assert_int_eq(atomic_load(upstream_probe_closed), 1);
+}
+END_TEST
+
 /* The real event bus behind the gateway: what A publishes, B cannot see,
    even with A's id in a spoofed X-Tenant-ID. */
 START_TEST(test_real_upstream_keeps_tenants_apart)
@@ -815,6 +891,7 @@ suite(void)
 	tcase_add_test(tc, test_disabled_service_and_plan_rate_limit);
 	tcase_add_test(tc, test_api_keys_reach_only_their_scopes);
 	tcase_add_test(tc, test_concurrent_requests_each_get_their_own_answer);
+	tcase_add_test(tc, test_idle_upstream_connections_are_closed);
 	tcase_add_test(tc, test_real_upstream_keeps_tenants_apart);
 	tcase_add_test(
 		tc, test_services_refuse_mismatched_or_foreign_gateway_tokens);

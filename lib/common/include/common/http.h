@@ -296,6 +296,11 @@ size_t cm_req_stream_pending(const struct cm_req *req);
 /* cm_req_stream_end - the final call of a stream; without a stream begun
    it sends the recorded error (or 500). */
 void cm_req_stream_end(struct cm_req *req);
+/* cm_req_stream_abort - the final call of a stream that was cut short
+   (its source failed): what is queued is written, then the connection
+   is closed without the chunked body's end, so the client can tell the
+   answer is incomplete. Without a stream begun, as cm_req_stream_end. */
+void cm_req_stream_abort(struct cm_req *req);
 
 /* cm_req_param_i64 - a path parameter as a base-10 integer in [min, max]:
    0, CM_ENOENT (no such parameter) or CM_EINVAL. */

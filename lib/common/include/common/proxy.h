@@ -28,9 +28,12 @@
  *     pooled connection is sent once more, on a new connection and within
  *     the same timeout, when its method is idempotent (GET, HEAD, OPTIONS,
  *     PUT, DELETE); POST and PATCH are never repeated.
- *   - the client going away cancels the upstream request; a stream whose
- *     client reads too slowly (over 4 MiB queued) is ended; a server stop
- *     ends streams.
+ *   - the client going away cancels the upstream request; a server stop
+ *     ends streams (cleanly: the final chunk is sent). A stream cut short
+ *     - the upstream fails, breaks the framing or goes idle, or the
+ *     client reads too slowly (over 4 MiB queued) - ends with the client's
+ *     connection closed without the final chunk (cm_req_stream_abort),
+ *     so the client can tell it is incomplete.
  * Streams have no overall deadline once the head arrived (the upstream's
  * idle timeout still applies: keep streams alive with heartbeats).
  *
@@ -47,10 +50,14 @@
 
 struct cm_proxy_upstream {
 	char name[32];	     /* "crm": in errors and metrics */
-	char host[256];	     /* name or address */
+	char host[256];	     /* name or address (a name is looked up,
+				blocking, once per worker and 30 s, and
+				again after a failed connect) */
 	int port;	     /* 1..65535 */
 	int timeout_ms;	     /* until the response head; 0: 30000 */
-	int idle_timeout_s;  /* connection idle read/write; 0: 60 */
+	int idle_timeout_s;  /* a pooled connection idle this long is
+				closed (checked every 5 s), a stream or
+				body silent this long is cut; 0: 60 */
 	size_t max_response; /* buffered body cap; 0: 16 MiB */
 };
 
