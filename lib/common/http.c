@@ -224,6 +224,7 @@ struct conn {
 	struct cm_req *deferred; /* its request, when deferred */
 	struct conn *prev, *next;
 	struct sockaddr_storage peer;
+	char peer_text[INET6_ADDRSTRLEN]; /* "" until cm_req_peer */
 	socklen_t peer_len;
 };
 
@@ -259,7 +260,6 @@ struct cm_req {
 	int nparams;
 	bool query_parsed; /* query is valid */
 	bool host_done;	   /* host is valid */
-	bool peer_done;	   /* peer is valid */
 	bool has_principal;
 	bool has_tenant;
 	int err_status; /* err_code, err_msg are valid */
@@ -286,7 +286,6 @@ struct cm_req {
 	struct param params[MAX_PARAMS];
 	struct evkeyvalq query;
 	char host[HOST_MAX + 1];
-	char peer[INET6_ADDRSTRLEN];
 	char id[REQUEST_ID_MAX + 1];
 	struct cm_principal principal;
 	struct cm_tenant tenant;
@@ -1738,24 +1737,22 @@ cm_req_id(const struct cm_req *req)
 const char *
 cm_req_peer(const struct cm_req *req)
 {
-	struct cm_req *r = (struct cm_req *)req; /* filled once, on demand */
+	struct conn *c = req->conn; /* its text is made once, on demand */
 	const struct sockaddr_storage *ss;
 
-	if (r->peer_done)
-		return r->peer;
-	r->peer_done = true;
-	r->peer[0] = '\0';
-	if (!r->conn)
-		return r->peer;
-	ss = &r->conn->peer;
+	if (!c)
+		return "";
+	if (c->peer_text[0])
+		return c->peer_text;
+	ss = &c->peer;
 	if (ss->ss_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
-			  r->peer, sizeof(r->peer));
+			  c->peer_text, sizeof(c->peer_text));
 	else if (ss->ss_family == AF_INET6)
 		inet_ntop(AF_INET6,
 			  &((const struct sockaddr_in6 *)ss)->sin6_addr,
-			  r->peer, sizeof(r->peer));
-	return r->peer;
+			  c->peer_text, sizeof(c->peer_text));
+	return c->peer_text;
 }
 
 void

@@ -114,12 +114,13 @@ answer_stream_bad(int fd)
 				   "Content-Type: text/event-stream\r\n"
 				   "Transfer-Encoding: chunked\r\n\r\n"
 				   "b\r\ndata: one\n\n\r\n";
+	static const char bad[] = "zz\r\nbroken\r\n";
 	struct pollfd p = { fd, POLLIN, 0 };
 	char c;
 
 	send_all(fd, head, sizeof(head) - 1);
 	usleep(100 * 1000);
-	send_all(fd, "zz\r\nbroken\r\n", 14);
+	send_all(fd, bad, sizeof(bad) - 1);
 	if (poll(&p, 1, 10000) == 1)
 		(void)recv(fd, &c, 1, 0);
 }
