@@ -576,61 +576,72 @@ END_TEST
 
 /* Raw client: the first event arrives while the upstream still holds the
    second back. */
-START_TEST(test_event_streams_pass_through_unbuffered)
+/* A raw connection to brain with GET path sent as tok's user; reads time
+   out after 10 s (a test fails rather than hangs). */
+static int
+stream_open(const char *path, const char *tok)
 {
-	char *tok = cm_test_user_token(user_a, tenant_a, "[\"owner\"]", 300);
 	struct sockaddr_in sa;
-	struct cm_buf req = CM_BUF_INIT(2048), got = CM_BUF_INIT(4096);
-	struct timeval tv = { 5, 0 };
-	char chunk[4096];
-	ssize_t n;
+	struct cm_buf req = CM_BUF_INIT(2048);
+	struct timeval tv = { 10, 0 };
 	int fd;
 
 	cm_buf_printf(&req,
-		      "GET /api/crm/stream HTTP/1.1\r\nHost: x\r\n"
+		      "GET %s HTTP/1.1\r\nHost: x\r\n"
 		      "Authorization: Bearer %s\r\n\r\n",
-		      tok);
+		      path, tok);
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)brain.port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
 	send_all(fd, req.data, req.len);
-	while (!strstr(cm_buf_str(&got), "data: one")) {
+	cm_buf_release(&req);
+	return fd;
+}
+
+/* Read from fd into got until it holds want. */
+static void
+recv_until(int fd, struct cm_buf *got, const char *want)
+{
+	char chunk[4096];
+	ssize_t n;
+
+	while (!strstr(cm_buf_str(got), want)) {
 		n = recv(fd, chunk, sizeof(chunk), 0);
-		ck_assert_int_gt(n, 0);
-		cm_buf_add(&got, chunk, (size_t)n);
+		ck_assert_msg(n > 0, "the stream ended before \"%s\"", want);
+		cm_buf_add(got, chunk, (size_t)n);
 	}
+}
+
+START_TEST(test_event_streams_pass_through_unbuffered)
+{
+	char *tok = cm_test_user_token(user_a, tenant_a, "[\"owner\"]", 300);
+	struct cm_buf got = CM_BUF_INIT(4096);
+	char chunk[4096];
+	ssize_t n;
+	int fd;
+
+	fd = stream_open("/api/crm/stream", tok);
+	recv_until(fd, &got, "data: one");
 	ck_assert_ptr_nonnull(strstr(cm_buf_str(&got), "HTTP/1.1 200"));
 	ck_assert_ptr_nonnull(strcasestr(cm_buf_str(&got),
 					 "Content-Type: text/event-stream"));
 	/* the upstream sends "two" 600 ms after "one": not here yet */
 	ck_assert_ptr_null(strstr(cm_buf_str(&got), "data: two"));
-	while (!strstr(cm_buf_str(&got), "\r\n0\r\n\r\n")) {
-		n = recv(fd, chunk, sizeof(chunk), 0);
-		ck_assert_int_gt(n, 0);
-		cm_buf_add(&got, chunk, (size_t)n);
-	}
+	recv_until(fd, &got, "\r\n0\r\n\r\n");
 	ck_assert_ptr_nonnull(strstr(cm_buf_str(&got), "data: two"));
 	close(fd);
 
 	/* a client that leaves mid-stream: brain lets go of the upstream */
 	atomic_store(upstream_saw_close, 0);
-	cm_buf_reset(&req);
 	cm_buf_reset(&got);
-	cm_buf_printf(&req,
-		      "GET /api/crm/stream-hold HTTP/1.1\r\nHost: x\r\n"
-		      "Authorization: Bearer %s\r\n\r\n",
-		      tok);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	send_all(fd, req.data, req.len);
-	while (!strstr(cm_buf_str(&got), "data: one")) {
-		n = recv(fd, chunk, sizeof(chunk), 0);
-		ck_assert_int_gt(n, 0);
-		cm_buf_add(&got, chunk, (size_t)n);
-	}
+	fd = stream_open("/api/crm/stream-hold", tok);
+	recv_until(fd, &got, "data: one");
 	close(fd);
 	for (n = 0; n < 100 && !atomic_load(upstream_saw_close); n++)
 		usleep(50 * 1000);
@@ -639,17 +650,8 @@ START_TEST(test_event_streams_pass_through_unbuffered)
 
 	/* an upstream that breaks the framing mid-stream: the client's
 	   connection is closed without the final chunk, so it can tell */
-	cm_buf_reset(&req);
 	cm_buf_reset(&got);
-	cm_buf_printf(&req,
-		      "GET /api/crm/stream-bad HTTP/1.1\r\nHost: x\r\n"
-		      "Authorization: Bearer %s\r\n\r\n",
-		      tok);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-	send_all(fd, req.data, req.len);
+	fd = stream_open("/api/crm/stream-bad", tok);
 	while ((n = recv(fd, chunk, sizeof(chunk), 0)) > 0)
 		cm_buf_add(&got, chunk, (size_t)n);
 	ck_assert_int_eq(n, 0); /* closed, not timed out */
@@ -657,7 +659,6 @@ START_TEST(test_event_streams_pass_through_unbuffered)
 	ck_assert_ptr_null(strstr(cm_buf_str(&got), "broken"));
 	ck_assert_ptr_null(strstr(cm_buf_str(&got), "\r\n0\r\n\r\n"));
 	close(fd);
-	cm_buf_release(&req);
 	cm_buf_release(&got);
 	free(tok);
 }

@@ -247,7 +247,8 @@ bool cm_req_replied(const struct cm_req *req);
  * and returns; the request it gets back lives on the heap, is used on the
  * same worker thread (from callbacks of that thread's event loop: see
  * common/proxy.h), and is freed by exactly one final call: a reply
- * (cm_req_reply, cm_req_reply_json) or cm_req_stream_end. Everything read
+ * (cm_req_reply, cm_req_reply_json), cm_req_stream_end or
+ * cm_req_stream_abort. Everything read
  * from the request before the defer must be read again from the new one.
  * The worker's drain waits for deferred requests like any other.
  */
