@@ -151,11 +151,12 @@ struct worker {
 	struct event *wake_ev;
 	int signal_fd; /* cm_http_signal writes here */
 	struct event *signal_ev;
-	atomic_int nwaiting;	/* requests in cm_req_wait */
-	bool signalled;		/* in the cm_http_signal registry */
-	struct event *drain_ev; /* drain progress while stopping */
-	struct event *write_ev; /* writes what the queues hold */
-	bool write_armed;	/* write_ev is active */
+	atomic_int nwaiting;		 /* requests in cm_req_wait */
+	bool signalled;			 /* in the cm_http_signal registry */
+	struct event *drain_ev;		 /* drain progress while stopping */
+	struct event *write_ev;		 /* writes what the queues hold */
+	bool write_armed;		 /* write_ev is active */
+	TAILQ_HEAD(, cm_http_soon) soon; /* cm_http_soon_, run first */
 	struct conn *conn_q[CONN_QUEUE_MAX]; /* connections with output */
 	int conn_n;
 	bool stopping;
@@ -929,11 +930,17 @@ static void
 write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
+	struct cm_http_soon *s;
 	struct conn *c;
 
 	(void)fd;
 	(void)what;
 	w->write_armed = false;
+	while ((s = TAILQ_FIRST(&w->soon))) { /* upstream requests */
+		TAILQ_REMOVE(&w->soon, s, link);
+		s->queued = false;
+		s->fn(s);
+	}
 	while (w->conn_n) { /* a flush may queue more, or close others */
 		c = w->conn_q[--w->conn_n];
 		c->queued = false;
@@ -2446,6 +2453,29 @@ cm_http_worker_base_(void)
 }
 
 int
+cm_http_soon_(struct cm_http_soon *s)
+{
+	struct worker *w = cur_worker;
+
+	if (!w)
+		return CM_EINVAL;
+	if (!s->queued) {
+		s->queued = true;
+		TAILQ_INSERT_TAIL(&w->soon, s, link);
+		write_armed(w);
+	}
+	return 0;
+}
+
+void
+cm_http_soon_cancel_(struct cm_http_soon *s)
+{
+	if (s->queued && cur_worker)
+		TAILQ_REMOVE(&cur_worker->soon, s, link);
+	s->queued = false;
+}
+
+int
 cm_http_worker_at_exit_(void (*fn)(void *arg), void *arg)
 {
 	struct worker *w = cur_worker;
@@ -2655,6 +2685,7 @@ worker_init(struct cm_http *http, struct worker *w, int fd,
 			       : NULL;
 	w->drain_ev = evtimer_new(w->base, drain_cb, w);
 	w->write_ev = event_new(w->base, -1, 0, write_cb, w);
+	TAILQ_INIT(&w->soon);
 	if (!w->listen_ev || !w->accept_pause_ev || !w->wake_ev ||
 	    !w->signal_ev || !w->drain_ev || !w->write_ev ||
 	    event_add(w->listen_ev, NULL) || event_add(w->wake_ev, NULL) ||

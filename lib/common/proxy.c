@@ -11,7 +11,8 @@
  * call on the deferred request and the return of the connection to the
  * pool happen once, in px_finish. A request on a kept-alive connection
  * is written when the worker's round of callbacks ends, with the others
- * of that round (struct sendq), as the server writes its replies.
+ * of that round and the server's replies (cm_http_soon_), so that an
+ * upstream woken by the first finds the others there too.
  *
  * A kept-alive upstream connection may be closed by the upstream just as
  * a request goes out on it: the request then fails before any answer
@@ -32,12 +33,11 @@
 #include <event2/event_struct.h>
 #include <event2/http.h> /* evhttp_uri_parse */
 
-#include <sys/queue.h>
-
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,20 +147,8 @@ struct px {
 	char *body;  /* buffered answer */
 	size_t body_len, body_cap;
 	char ctype[128];
-	bool send_queued; /* in the worker's send queue */
-	TAILQ_ENTRY(px) sq;
+	struct cm_http_soon send; /* the write when the round ends */
 };
-
-/* Requests to be written when the worker's round of callbacks ends
-   (after the client requests of this round have all been read), so that
-   the upstream is woken once for several and finds them together. */
-struct sendq {
-	TAILQ_HEAD(, px) q;
-	struct event *ev;
-	bool hooked; /* sendq_free runs when the worker stops */
-};
-
-static __thread struct sendq tsendq;
 
 /* ---- connections --------------------------------------------------------- */
 
@@ -270,12 +258,26 @@ pool_free_all(void *arg)
 	tpool.registered = false;
 }
 
+static void pool_sweep_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Look at the pool again in SWEEP_MS (the timer is made on first use, on
+   base). */
+static void
+sweep_arm(struct event_base *base)
+{
+	struct timeval tv = { SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000 };
+
+	if (!tpool.sweep)
+		tpool.sweep = evtimer_new(base, pool_sweep_cb, NULL);
+	if (tpool.sweep && !evtimer_pending(tpool.sweep, NULL))
+		evtimer_add(tpool.sweep, &tv);
+}
+
 /* Every SWEEP_MS while connections are pooled: close those idle longer
    than their upstream's idle timeout (the upstream may keep them open). */
 static void
 pool_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct timeval tv = { SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000 };
 	int64_t now = cm_now_ms();
 	struct pool_entry *pe;
 	bool any = false;
@@ -298,7 +300,7 @@ pool_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		any = any || pe->nidle > 0;
 	}
 	if (any)
-		evtimer_add(tpool.sweep, &tv);
+		sweep_arm(NULL);
 }
 
 static struct pool_entry *
@@ -354,8 +356,6 @@ pool_take(struct pool_entry *pe, struct event_base *base, bool *reused)
 static void
 pool_give(struct pool_entry *pe, struct uconn *u)
 {
-	struct timeval tv = { SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000 };
-
 	u->px = NULL;
 	u->in_len = 0;
 	if (pe->nidle == MAX_IDLE_PER_UPSTREAM) {
@@ -364,11 +364,7 @@ pool_give(struct pool_entry *pe, struct uconn *u)
 	}
 	u->idle_since_ms = cm_now_ms();
 	pe->idle[pe->nidle++] = u;
-	if (!tpool.sweep)
-		tpool.sweep = evtimer_new(event_get_base(&u->rd), pool_sweep_cb,
-					  NULL);
-	if (tpool.sweep && !evtimer_pending(tpool.sweep, NULL))
-		evtimer_add(tpool.sweep, &tv);
+	sweep_arm(event_get_base(&u->rd));
 }
 
 /* ---- parsing ------------------------------------------------------------- */
@@ -582,9 +578,7 @@ px_finish(struct px *px, int fail_status, const char *code, const char *what)
 	if (px->finished)
 		return;
 	px->finished = true;
-	if (px->send_queued)
-		TAILQ_REMOVE(&tsendq.q, px, sq);
-	px->send_queued = false;
+	cm_http_soon_cancel_(&px->send);
 	if (px->timer)
 		event_free(px->timer);
 	px->timer = NULL;
@@ -664,49 +658,12 @@ px_write(struct px *px)
 }
 
 static void
-sendq_cb(evutil_socket_t fd, short what, void *arg)
+px_send_soon(struct cm_http_soon *s)
 {
-	struct px *px;
+	struct px *px = (struct px *)((char *)s - offsetof(struct px, send));
 
-	(void)fd;
-	(void)what;
-	(void)arg;
-	while ((px = TAILQ_FIRST(&tsendq.q))) {
-		TAILQ_REMOVE(&tsendq.q, px, sq);
-		px->send_queued = false;
-		if (px->abort == PX_NONE && px->uc)
-			px_write(px);
-	}
-}
-
-static void
-sendq_free(void *arg)
-{
-	(void)arg;
-	if (tsendq.ev)
-		event_free(tsendq.ev);
-	tsendq.ev = NULL;
-	tsendq.hooked = false;
-}
-
-/* Queue px for sendq_cb; false when there is no queue (write now). */
-static bool
-sendq_add(struct px *px)
-{
-	if (!tsendq.hooked) {
-		TAILQ_INIT(&tsendq.q);
-		if (cm_http_worker_at_exit_(sendq_free, NULL) < 0)
-			return false;
-		tsendq.hooked = true;
-	}
-	if (!tsendq.ev && !(tsendq.ev = event_new(cm_http_req_base_(px->req),
-						  -1, 0, sendq_cb, NULL)))
-		return false;
-	if (TAILQ_EMPTY(&tsendq.q))
-		event_active(tsendq.ev, EV_TIMEOUT, 1);
-	TAILQ_INSERT_TAIL(&tsendq.q, px, sq);
-	px->send_queued = true;
-	return true;
+	if (px->abort == PX_NONE && px->uc)
+		px_write(px);
 }
 
 /* Send px's request on connection u: a new one once it is connected, a
@@ -722,7 +679,7 @@ px_send(struct px *px, struct uconn *u)
 		event_add(&u->wr, NULL);
 		return;
 	}
-	if (!px->send_queued && !sendq_add(px))
+	if (cm_http_soon_(&px->send) < 0)
 		px_write(px);
 }
 
@@ -1046,6 +1003,7 @@ cm_proxy_forward(struct cm_req *req0, const struct cm_proxy_upstream *up,
 	px->req = req;
 	px->up = up;
 	px->timer = evtimer_new(base, px_timer_cb, px);
+	px->send.fn = px_send_soon;
 	px->pe = pool_entry(up);
 	px->head_only = !strcmp(cm_req_method(req), "HEAD");
 	px->retryable = method_idempotent(cm_req_method(req));
