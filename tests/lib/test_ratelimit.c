@@ -667,6 +667,21 @@ api_calls(const char *tid)
 	return v;
 }
 
+/* What the worker served is counted within about 3 s (its timer), and
+   stopping the server counts nothing twice. */
+static void
+counted_then_stop(const char *tid, long long n, struct cm_http *h)
+{
+	struct timespec ts = { 0, 100000000L };
+	int i;
+
+	for (i = 0; i < 30 && api_calls(tid) < n; i++)
+		nanosleep(&ts, NULL);
+	ck_assert_int_eq(api_calls(tid), n);
+	cm_test_server_stop(h);
+	ck_assert_int_eq(api_calls(tid), n);
+}
+
 /* A worker reserves `batch` tokens at once, serves the next takes from
    them, and never lets more through than the bucket holds; what it
    served is counted by its timer within about a second. */
@@ -675,7 +690,6 @@ START_TEST(test_a_lease_reserves_tokens_and_never_exceeds_the_bucket)
 	char k[96], tid[37];
 	struct cm_http *h;
 	int port, i, allowed = 0;
-	struct timespec ts = { 0, 100000000L };
 
 	bucket(k, "lease");
 	ck_assert_int_eq(cm_uuid_v4(tid), 0);
@@ -699,11 +713,54 @@ START_TEST(test_a_lease_reserves_tokens_and_never_exceeds_the_bucket)
 	for (i = 0; i < 30; i++)
 		allowed += lease_take(port, k, tid, 1, 25, 10);
 	ck_assert_int_eq(allowed, 25); /* never more than the bucket */
-	for (i = 0; i < 30 && api_calls(tid) < 25; i++)
-		nanosleep(&ts, NULL);
-	ck_assert_int_eq(api_calls(tid), 25);
-	cm_test_server_stop(h);
-	ck_assert_int_eq(api_calls(tid), 25);
+	counted_then_stop(tid, 25, h);
+}
+END_TEST
+
+/* How many EVALSHA calls Redis has run (INFO commandstats). */
+static long
+evalsha_calls(void)
+{
+	redisReply *r = cmd(2, (const char *[]){ "INFO", "commandstats" });
+	const char *p;
+	long n = 0;
+
+	ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+	p = strstr(r->str, "cmdstat_evalsha:calls=");
+	if (p)
+		n = strtol(p + 22, NULL, 10);
+	freeReplyObject(r);
+	return n;
+}
+
+/* A refill ahead that finds the bucket empty refuses nobody: the takes
+   go on from the reserve, without asking Redis again, until it is used
+   up; then a take's own refill is refused. Every call let through is
+   counted, the ones before the empty refill included. */
+START_TEST(test_a_refill_ahead_that_finds_the_bucket_empty_stops)
+{
+	char k[96], tid[37];
+	struct cm_http *h;
+	int port, i, allowed = 0;
+	long calls;
+
+	bucket(k, "lease-dry");
+	ck_assert_int_eq(cm_uuid_v4(tid), 0);
+	h = cm_test_server_start(lease_routes);
+	port = cm_http_port(h);
+	for (i = 0; i < 5; i++) /* the fifth sends a refill ahead */
+		allowed += lease_take(port, k, tid, 1, 10, 10);
+	ck_assert_int_eq(allowed, 5);
+	ck_assert_int_eq(stored_tokens(k), 0); /* all 10 reserved at once */
+	nanosleep(&(struct timespec){ 0, 50000000L }, NULL); /* it answers */
+	calls = evalsha_calls();
+	for (i = 0; i < 5; i++) /* the rest of the reserve */
+		allowed += lease_take(port, k, tid, 1, 10, 10);
+	ck_assert_int_eq(allowed, 10);
+	ck_assert_int_eq(evalsha_calls(), calls); /* none ahead again */
+	ck_assert_int_eq(lease_take(port, k, tid, 1, 10, 10), 0);
+	ck_assert_int_eq(evalsha_calls(), calls + 1); /* its own refill */
+	counted_then_stop(tid, 10, h);
 }
 END_TEST
 
@@ -733,7 +790,6 @@ START_TEST(test_concurrent_leased_takes_get_exactly_the_burst)
 	char k[96], tid[37];
 	struct cm_http *h;
 	int port, i, allowed = 0;
-	struct timespec ts = { 0, 100000000L };
 
 	bucket(k, "lease-burst");
 	ck_assert_int_eq(cm_uuid_v4(tid), 0);
@@ -750,11 +806,7 @@ START_TEST(test_concurrent_leased_takes_get_exactly_the_burst)
 		allowed += c[i].allowed;
 	}
 	ck_assert_int_eq(allowed, 25);
-	for (i = 0; i < 30 && api_calls(tid) < 25; i++)
-		nanosleep(&ts, NULL);
-	ck_assert_int_eq(api_calls(tid), 25);
-	cm_test_server_stop(h);
-	ck_assert_int_eq(api_calls(tid), 25);
+	counted_then_stop(tid, 25, h);
 }
 END_TEST
 
@@ -916,6 +968,8 @@ make_suite(void)
 		tc,
 		test_two_replicas_leasing_share_the_bucket_and_count_on_stop);
 	tcase_add_test(tc, test_concurrent_leased_takes_get_exactly_the_burst);
+	tcase_add_test(tc,
+		       test_a_refill_ahead_that_finds_the_bucket_empty_stops);
 	tcase_add_test(tc, test_a_silent_redis_times_the_async_take_out);
 	suite_add_tcase(s, tc);
 	return s;
